@@ -1,0 +1,521 @@
+//! The one configuration file (TOML), with `CREDTRAIL_*` environment overrides.
+//!
+//! Every key is listed in [`KEYS`] with its documentation; the README's table is checked against
+//! it by a test, and each key's override is `CREDTRAIL_` + the key path upper-cased with `.` as
+//! `_` (`clickhouse.url` -> `CREDTRAIL_CLICKHOUSE_URL`). Secrets are never TOML values nor CLI
+//! arguments: the ClickHouse password comes from `CREDTRAIL_CLICKHOUSE_PASSWORD` or
+//! `clickhouse.password_file`, collector bearer tokens from `CREDTRAIL_HTTP_AUTH_TOKENS` or
+//! `http.auth_tokens_file`.
+//!
+//! Loading reports *every* error with its key path, not just the first.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The whole configuration; every section and key has a default.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub clickhouse: ClickHouseConfig,
+    pub sink: SinkConfig,
+    pub limits: LimitsConfig,
+    pub http: HttpConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClickHouseConfig {
+    pub url: String,
+    pub database: String,
+    pub user: String,
+    pub password_file: Option<PathBuf>,
+    pub retention_days: u32,
+    pub request_timeout_secs: u64,
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        ClickHouseConfig {
+            url: "http://127.0.0.1:8123".into(),
+            database: "credtrail".into(),
+            user: "default".into(),
+            password_file: None,
+            retention_days: 400,
+            request_timeout_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SinkConfig {
+    pub batch_max_rows: usize,
+    pub flush_interval_ms: u64,
+    pub queue_capacity: usize,
+    pub retry_max_attempts: u32,
+    pub retry_initial_backoff_ms: u64,
+    pub retry_max_backoff_ms: u64,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        SinkConfig {
+            batch_max_rows: 20_000,
+            flush_interval_ms: 500,
+            queue_capacity: 64,
+            retry_max_attempts: 12,
+            retry_initial_backoff_ms: 100,
+            retry_max_backoff_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub max_record_bytes: usize,
+    pub max_dead_letter_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_record_bytes: 1 << 20,
+            max_dead_letter_bytes: 64 << 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: String,
+    pub max_body_bytes: usize,
+    pub auth_tokens_file: Option<PathBuf>,
+    pub allow_unauthenticated: bool,
+    pub ack_timeout_secs: u64,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "127.0.0.1:8686".into(),
+            max_body_bytes: 32 << 20,
+            auth_tokens_file: None,
+            allow_unauthenticated: false,
+            ack_timeout_secs: 60,
+            tls_cert_file: None,
+            tls_key_file: None,
+        }
+    }
+}
+
+/// Every configuration key and what it does. The README's reference table mirrors this list.
+pub const KEYS: &[(&str, &str)] = &[
+    ("clickhouse.url", "HTTP(S) URL of the ClickHouse server."),
+    (
+        "clickhouse.database",
+        "Database holding credtrail's tables; created by `migrate`.",
+    ),
+    ("clickhouse.user", "ClickHouse user."),
+    (
+        "clickhouse.password_file",
+        "File whose first line is the ClickHouse password (or set CREDTRAIL_CLICKHOUSE_PASSWORD).",
+    ),
+    (
+        "clickhouse.retention_days",
+        "Days events and dead letters are kept (TTL; modern servers only, 0 = forever).",
+    ),
+    (
+        "clickhouse.request_timeout_secs",
+        "Timeout of one ClickHouse request.",
+    ),
+    ("sink.batch_max_rows", "Rows per INSERT at most."),
+    (
+        "sink.flush_interval_ms",
+        "A partial batch is written after this long.",
+    ),
+    (
+        "sink.queue_capacity",
+        "Batches waiting for the sink before sources are slowed down.",
+    ),
+    (
+        "sink.retry_max_attempts",
+        "Attempts per batch before the senders are told it failed.",
+    ),
+    (
+        "sink.retry_initial_backoff_ms",
+        "First retry delay; doubles per attempt.",
+    ),
+    ("sink.retry_max_backoff_ms", "Longest retry delay."),
+    (
+        "limits.max_record_bytes",
+        "Larger records are dead letters (`too_large`).",
+    ),
+    (
+        "limits.max_dead_letter_bytes",
+        "Raw bytes a dead letter keeps of its record.",
+    ),
+    ("http.listen", "Address of the HTTP collector."),
+    (
+        "http.max_body_bytes",
+        "Largest request body (after gzip decoding).",
+    ),
+    (
+        "http.auth_tokens_file",
+        "File of accepted bearer tokens, one per line (or CREDTRAIL_HTTP_AUTH_TOKENS, comma-separated).",
+    ),
+    (
+        "http.allow_unauthenticated",
+        "Accept requests without a bearer token (tests, demos).",
+    ),
+    (
+        "http.ack_timeout_secs",
+        "How long a request waits for ClickHouse before answering 503.",
+    ),
+    (
+        "http.tls_cert_file",
+        "PEM certificate chain; with tls_key_file, serves HTTPS.",
+    ),
+    ("http.tls_key_file", "PEM private key for tls_cert_file."),
+];
+
+/// One configuration problem, with the key it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl std::error::Error for ConfigError {}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+fn err(path: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        path: path.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// The environment variable that overrides `key`.
+pub fn env_name(key: &str) -> String {
+    format!("CREDTRAIL_{}", key.replace('.', "_").to_uppercase())
+}
+
+impl Config {
+    /// Loads `path` (or only defaults and the environment when `None`).
+    pub fn load(path: Option<&Path>) -> Result<Config, Vec<ConfigError>> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p)
+                .map_err(|e| vec![err("(file)", format!("cannot read {}: {e}", p.display()))])?,
+            None => String::new(),
+        };
+        Config::from_toml(&text, |k| std::env::var(k).ok())
+    }
+
+    /// Parses TOML text, applies overrides from `env`, and validates.
+    pub fn from_toml(
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, Vec<ConfigError>> {
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| vec![err("(syntax)", e.to_string())])?;
+        for (key, _) in KEYS {
+            if let Some(value) = env(&env_name(key)) {
+                set_path(&mut table, key, env_value(&value));
+            }
+        }
+        let mut errors = Vec::new();
+        let config = deserialize_collecting(table, &mut errors);
+        errors.extend(config.semantic_errors());
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(errors)
+        }
+    }
+
+    fn semantic_errors(&self) -> Vec<ConfigError> {
+        let mut e = Vec::new();
+        let ch = &self.clickhouse;
+        if !(ch.url.starts_with("http://") || ch.url.starts_with("https://")) {
+            e.push(err(
+                "clickhouse.url",
+                format!("must be an http:// or https:// URL, got {:?}", ch.url),
+            ));
+        }
+        if !is_identifier(&ch.database) {
+            e.push(err(
+                "clickhouse.database",
+                "must be a plain identifier ([A-Za-z_][A-Za-z0-9_]*)",
+            ));
+        }
+        if ch.user.is_empty() {
+            e.push(err("clickhouse.user", "must not be empty"));
+        }
+        if let Some(f) = &ch.password_file
+            && !f.is_file()
+        {
+            e.push(err(
+                "clickhouse.password_file",
+                format!("{} is not a readable file", f.display()),
+            ));
+        }
+        if ch.request_timeout_secs == 0 {
+            e.push(err("clickhouse.request_timeout_secs", "must be at least 1"));
+        }
+        let s = &self.sink;
+        if !(1..=1_000_000).contains(&s.batch_max_rows) {
+            e.push(err("sink.batch_max_rows", "must be between 1 and 1000000"));
+        }
+        if s.flush_interval_ms == 0 {
+            e.push(err("sink.flush_interval_ms", "must be at least 1"));
+        }
+        if s.queue_capacity == 0 {
+            e.push(err("sink.queue_capacity", "must be at least 1"));
+        }
+        if s.retry_max_attempts == 0 {
+            e.push(err("sink.retry_max_attempts", "must be at least 1"));
+        }
+        if s.retry_initial_backoff_ms > s.retry_max_backoff_ms {
+            e.push(err(
+                "sink.retry_initial_backoff_ms",
+                "must not exceed sink.retry_max_backoff_ms",
+            ));
+        }
+        let l = &self.limits;
+        if l.max_record_bytes < 1024 {
+            e.push(err("limits.max_record_bytes", "must be at least 1024"));
+        }
+        if l.max_dead_letter_bytes < 256 {
+            e.push(err("limits.max_dead_letter_bytes", "must be at least 256"));
+        }
+        let h = &self.http;
+        if h.listen.parse::<std::net::SocketAddr>().is_err() {
+            e.push(err(
+                "http.listen",
+                format!("must be IP:PORT, got {:?}", h.listen),
+            ));
+        }
+        if h.max_body_bytes < l.max_record_bytes {
+            e.push(err(
+                "http.max_body_bytes",
+                "must be at least limits.max_record_bytes",
+            ));
+        }
+        if h.ack_timeout_secs == 0 {
+            e.push(err("http.ack_timeout_secs", "must be at least 1"));
+        }
+        match (&h.tls_cert_file, &h.tls_key_file) {
+            (Some(_), None) => e.push(err("http.tls_key_file", "required with http.tls_cert_file")),
+            (None, Some(_)) => e.push(err("http.tls_cert_file", "required with http.tls_key_file")),
+            _ => {}
+        }
+        for (key, file) in [
+            ("http.tls_cert_file", &h.tls_cert_file),
+            ("http.tls_key_file", &h.tls_key_file),
+            ("http.auth_tokens_file", &h.auth_tokens_file),
+        ] {
+            if let Some(f) = file
+                && !f.is_file()
+            {
+                e.push(err(key, format!("{} is not a readable file", f.display())));
+            }
+        }
+        e
+    }
+
+    /// The ClickHouse password from the environment or `password_file` (empty when neither).
+    pub fn clickhouse_password(&self) -> Result<String, ConfigError> {
+        if let Ok(p) = std::env::var("CREDTRAIL_CLICKHOUSE_PASSWORD") {
+            return Ok(p);
+        }
+        match &self.clickhouse.password_file {
+            None => Ok(String::new()),
+            Some(f) => std::fs::read_to_string(f)
+                .map(|s| s.lines().next().unwrap_or("").to_owned())
+                .map_err(|e| err("clickhouse.password_file", e.to_string())),
+        }
+    }
+
+    /// The collector's accepted bearer tokens. An empty list is an error unless
+    /// `http.allow_unauthenticated` says otherwise.
+    pub fn http_auth_tokens(&self) -> Result<Vec<String>, ConfigError> {
+        let mut tokens: Vec<String> = std::env::var("CREDTRAIL_HTTP_AUTH_TOKENS")
+            .map(|v| v.split(',').map(|t| t.trim().to_owned()).collect())
+            .unwrap_or_default();
+        if let Some(f) = &self.http.auth_tokens_file {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| err("http.auth_tokens_file", e.to_string()))?;
+            tokens.extend(text.lines().map(|l| l.trim().to_owned()));
+        }
+        tokens.retain(|t| !t.is_empty() && !t.starts_with('#'));
+        if tokens.is_empty() && !self.http.allow_unauthenticated {
+            return Err(err(
+                "http.auth_tokens_file",
+                "no bearer tokens: set CREDTRAIL_HTTP_AUTH_TOKENS or http.auth_tokens_file, or http.allow_unauthenticated = true",
+            ));
+        }
+        Ok(tokens)
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// An environment value as TOML: integers and booleans typed, everything else a string.
+fn env_value(v: &str) -> toml::Value {
+    if let Ok(i) = v.parse::<i64>() {
+        toml::Value::Integer(i)
+    } else if let Ok(b) = v.parse::<bool>() {
+        toml::Value::Boolean(b)
+    } else {
+        toml::Value::String(v.to_owned())
+    }
+}
+
+fn set_path(table: &mut toml::Table, key: &str, value: toml::Value) {
+    let (section, leaf) = key.split_once('.').expect("keys are section.leaf");
+    let entry = table
+        .entry(section)
+        .or_insert_with(|| toml::Value::Table(Default::default()));
+    if let toml::Value::Table(t) = entry {
+        t.insert(leaf.to_owned(), value);
+    }
+}
+
+fn remove_path(table: &mut toml::Table, path: &str) -> bool {
+    match path.split_once('.') {
+        None => table.remove(path).is_some(),
+        Some((head, rest)) => match table.get_mut(head) {
+            Some(toml::Value::Table(t)) => remove_path(t, rest),
+            _ => table.remove(head).is_some(),
+        },
+    }
+}
+
+/// Deserializes, and on each error records it with its path, removes the offending key and tries
+/// again, so that one run reports every bad key.
+fn deserialize_collecting(mut table: toml::Table, errors: &mut Vec<ConfigError>) -> Config {
+    for _ in 0..64 {
+        let value = toml::Value::Table(table.clone());
+        match serde_path_to_error::deserialize::<_, Config>(value) {
+            Ok(c) => return c,
+            Err(e) => {
+                let mut path = e.path().to_string();
+                let message = e.inner().to_string();
+                // For an unknown key the path is its parent; name the key itself.
+                if let Some(name) = message
+                    .strip_prefix("unknown field `")
+                    .and_then(|r| r.split('`').next())
+                {
+                    path = if path == "." {
+                        name.to_owned()
+                    } else {
+                        format!("{path}.{name}")
+                    };
+                }
+                let message = message
+                    .split(", expected one of")
+                    .next()
+                    .unwrap_or(&message)
+                    .to_owned();
+                errors.push(err(&path, message));
+                if !remove_path(&mut table, &path) {
+                    return Config::default();
+                }
+            }
+        }
+    }
+    Config::default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(Config::from_toml("", no_env).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_path() {
+        let text = r#"
+            [clickhouse]
+            url = "ftp://x"
+            database = 7
+            [sink]
+            batch_max_rows = "many"
+            colour = "blue"
+            [http]
+            listen = "nowhere"
+        "#;
+        let errors = Config::from_toml(text, no_env).unwrap_err();
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        for want in [
+            "clickhouse.database",
+            "sink.batch_max_rows",
+            "sink.colour",
+            "clickhouse.url",
+            "http.listen",
+        ] {
+            assert!(paths.contains(&want), "{want} missing from {errors:?}");
+        }
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let env = |k: &str| match k {
+            "CREDTRAIL_CLICKHOUSE_URL" => Some("http://10.0.0.1:8123".to_owned()),
+            "CREDTRAIL_SINK_BATCH_MAX_ROWS" => Some("5".to_owned()),
+            _ => None,
+        };
+        let c = Config::from_toml("[clickhouse]\nurl = \"http://a:1\"\n", env).unwrap();
+        assert_eq!(c.clickhouse.url, "http://10.0.0.1:8123");
+        assert_eq!(c.sink.batch_max_rows, 5);
+    }
+
+    #[test]
+    fn keys_cover_every_field() {
+        let value = toml::Value::try_from(Config {
+            clickhouse: ClickHouseConfig {
+                password_file: Some("p".into()),
+                ..Default::default()
+            },
+            http: HttpConfig {
+                auth_tokens_file: Some("a".into()),
+                tls_cert_file: Some("c".into()),
+                tls_key_file: Some("k".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .unwrap();
+        let mut fields = Vec::new();
+        for (section, t) in value.as_table().unwrap() {
+            for key in t.as_table().unwrap().keys() {
+                fields.push(format!("{section}.{key}"));
+            }
+        }
+        fields.sort();
+        let mut keys: Vec<String> = KEYS.iter().map(|(k, _)| k.to_string()).collect();
+        keys.sort();
+        assert_eq!(fields, keys);
+    }
+}

@@ -1,0 +1,308 @@
+//! AWS CloudTrail: `sts:AssumeRoleWithWebIdentity` records into exchange rows.
+//!
+//! One CloudTrail record (from a single event, an NDJSON line or an element of an S3 file's
+//! `Records`) becomes one [`EventRow`]. Records of other API calls are [`Normalized::Ignored`]: an S3
+//! delivery holds every call in the account and only the web-identity exchanges are ours.
+//!
+//! What CloudTrail gives us (domain.md §2.1): `sub` as `userIdentity.userName` (present on
+//! failures too), `aud` in `responseElements.audience` (successes) or embedded in
+//! `userIdentity.principalId` as `<provider arn>:<aud>:<sub>` (always), the run id in the
+//! `terraform-run-<run-id>` session name, the access key id of the issued session. It never gives
+//! the `jti`.
+
+use super::{Normalized, Rejection, parse_json, parse_time};
+use crate::fingerprint::{redact_jwts, token_fingerprint};
+use crate::model::{EventKind, EventRow, Source, ip_bytes, outcome};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+/// The CloudTrail record fields credtrail reads. Nested objects are parsed only for the exchange
+/// events, so an unrelated API call with odd parameters can't fail the record.
+#[derive(Debug, Deserialize)]
+pub struct Record<'a> {
+    #[serde(rename = "eventTime", borrow)]
+    pub event_time: Cow<'a, str>,
+    #[serde(rename = "eventSource", borrow)]
+    pub event_source: Cow<'a, str>,
+    #[serde(rename = "eventName", borrow)]
+    pub event_name: Cow<'a, str>,
+    #[serde(rename = "eventID", borrow)]
+    pub event_id: Cow<'a, str>,
+    #[serde(rename = "awsRegion", borrow, default)]
+    pub aws_region: Option<Cow<'a, str>>,
+    #[serde(rename = "sourceIPAddress", borrow, default)]
+    pub source_ip_address: Option<Cow<'a, str>>,
+    #[serde(rename = "userAgent", borrow, default)]
+    pub user_agent: Option<Cow<'a, str>>,
+    #[serde(rename = "errorCode", borrow, default)]
+    pub error_code: Option<Cow<'a, str>>,
+    #[serde(rename = "errorMessage", borrow, default)]
+    pub error_message: Option<Cow<'a, str>>,
+    #[serde(rename = "recipientAccountId", borrow, default)]
+    pub recipient_account_id: Option<Cow<'a, str>>,
+    #[serde(rename = "userIdentity", borrow, default)]
+    pub user_identity: Option<&'a RawValue>,
+    #[serde(rename = "requestParameters", borrow, default)]
+    pub request_parameters: Option<&'a RawValue>,
+    #[serde(rename = "responseElements", borrow, default)]
+    pub response_elements: Option<&'a RawValue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct UserIdentity<'a> {
+    #[serde(rename = "principalId", borrow, default)]
+    pub principal_id: Option<Cow<'a, str>>,
+    #[serde(rename = "userName", borrow, default)]
+    pub user_name: Option<Cow<'a, str>>,
+    #[serde(rename = "identityProvider", borrow, default)]
+    pub identity_provider: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RequestParameters<'a> {
+    #[serde(rename = "roleArn", borrow, default)]
+    pub role_arn: Option<Cow<'a, str>>,
+    #[serde(rename = "roleSessionName", borrow, default)]
+    pub role_session_name: Option<Cow<'a, str>>,
+    #[serde(rename = "durationSeconds", default)]
+    pub duration_seconds: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ResponseElements<'a> {
+    #[serde(borrow, default)]
+    pub credentials: Option<Credentials<'a>>,
+    #[serde(rename = "subjectFromWebIdentityToken", borrow, default)]
+    pub subject_from_web_identity_token: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub audience: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub provider: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Credentials<'a> {
+    #[serde(rename = "accessKeyId", borrow, default)]
+    pub access_key_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub expiration: Option<Cow<'a, str>>,
+    #[serde(rename = "sessionToken", borrow, default)]
+    pub session_token: Option<Cow<'a, str>>,
+}
+
+const EXCHANGE_EVENT: &str = "AssumeRoleWithWebIdentity";
+const SESSION_PREFIX: &str = "terraform-run-";
+
+/// Normalizes one CloudTrail record.
+pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized, Rejection> {
+    let record: Record<'_> = parse_json(bytes)?;
+    if record.event_name != EXCHANGE_EVENT || record.event_source != "sts.amazonaws.com" {
+        return Ok(Normalized::Ignored(
+            "cloudtrail event is not sts:AssumeRoleWithWebIdentity",
+        ));
+    }
+    let identity: UserIdentity<'_> = nested(record.user_identity, "userIdentity")?;
+    let request: RequestParameters<'_> = nested(record.request_parameters, "requestParameters")?;
+    let response: ResponseElements<'_> = nested(record.response_elements, "responseElements")?;
+
+    let event_time = parse_time(&record.event_time)
+        .ok_or_else(|| Rejection::invalid_value("eventTime", &record.event_time))?;
+    if record.event_id.is_empty() {
+        return Err(Rejection::invalid_value("eventID", ""));
+    }
+    let mut row = EventRow::new(
+        EventKind::Exchange,
+        Source::AwsCloudtrail,
+        record.event_id.clone().into_owned(),
+        "aws",
+        event_time,
+        ingest_time,
+    );
+    row.event_name = EXCHANGE_EVENT.to_owned();
+    match &record.error_code {
+        Some(code) if !code.is_empty() => {
+            row.outcome = outcome::FAILURE.to_owned();
+            row.error_code = code.clone().into_owned();
+            row.error_message = record.error_message.as_deref().unwrap_or("").to_owned();
+        }
+        _ => row.outcome = outcome::SUCCESS.to_owned(),
+    }
+
+    let subject = identity
+        .user_name
+        .as_deref()
+        .or(response.subject_from_web_identity_token.as_deref())
+        .unwrap_or("");
+    row.set_subject(subject);
+    let provider_arn = identity
+        .identity_provider
+        .as_deref()
+        .or(response.provider.as_deref())
+        .unwrap_or("");
+    row.issuer = issuer_from_provider_arn(provider_arn);
+    row.audience = match response.audience.as_deref() {
+        Some(aud) => aud.to_owned(),
+        None => audience_from_principal_id(
+            identity.principal_id.as_deref().unwrap_or(""),
+            provider_arn,
+            subject,
+        )
+        .to_owned(),
+    };
+
+    let role_arn = request.role_arn.as_deref().unwrap_or("");
+    row.target_principal = role_arn.to_owned();
+    row.target_account = account_from_arn(role_arn)
+        .or(record.recipient_account_id.as_deref())
+        .unwrap_or("")
+        .to_owned();
+    let session_name = request.role_session_name.as_deref().unwrap_or("");
+    row.session_name = session_name.to_owned();
+    row.run_id = session_name
+        .strip_prefix(SESSION_PREFIX)
+        .unwrap_or("")
+        .to_owned();
+    row.region = record.aws_region.as_deref().unwrap_or("").to_owned();
+
+    let mut raw = Cow::Borrowed(bytes);
+    if let Some(creds) = &response.credentials {
+        row.session_id = creds.access_key_id.as_deref().unwrap_or("").to_owned();
+        row.session_expiry = creds.expiration.as_deref().and_then(parse_expiration);
+        if let Some(token) = creds.session_token.as_deref()
+            && !is_placeholder(token)
+        {
+            raw = Cow::Owned(scrub_session_token(bytes, token)?);
+        }
+    }
+    row.duration_seconds = request.duration_seconds.or_else(|| {
+        let expiry = row.session_expiry?;
+        u32::try_from((expiry - event_time).num_seconds()).ok()
+    });
+
+    row.source_ip = record
+        .source_ip_address
+        .as_deref()
+        .and_then(|ip| ip.parse::<IpAddr>().ok())
+        .map(ip_bytes)
+        .unwrap_or([0; 16]);
+    row.user_agent = record.user_agent.as_deref().unwrap_or("").to_owned();
+    row.raw = redact_jwts(&raw).into_owned();
+    Ok(Normalized::Event(Box::new(row)))
+}
+
+/// Parses an optional nested object, treating absent and `null` alike.
+fn nested<'a, T: Deserialize<'a> + Default>(
+    raw: Option<&'a RawValue>,
+    field: &str,
+) -> Result<T, Rejection> {
+    match raw {
+        None => Ok(T::default()),
+        Some(raw) if raw.get() == "null" => Ok(T::default()),
+        Some(raw) => parse_json(raw.get().as_bytes()).map_err(|r| r.within(field)),
+    }
+}
+
+/// `arn:aws:iam::123:oidc-provider/app.terraform.io` -> `https://app.terraform.io`.
+pub fn issuer_from_provider_arn(arn: &str) -> String {
+    match arn.split_once(":oidc-provider/") {
+        Some((_, host)) if !host.is_empty() => format!("https://{host}"),
+        _ => String::new(),
+    }
+}
+
+/// The audience inside `userIdentity.principalId` = `<provider arn>:<aud>:<sub>`.
+fn audience_from_principal_id<'a>(principal_id: &'a str, provider_arn: &str, sub: &str) -> &'a str {
+    let Some(rest) = principal_id
+        .strip_prefix(provider_arn)
+        .and_then(|r| r.strip_prefix(':'))
+    else {
+        return "";
+    };
+    if sub.is_empty() {
+        return "";
+    }
+    rest.strip_suffix(sub)
+        .and_then(|r| r.strip_suffix(':'))
+        .unwrap_or("")
+}
+
+/// The account id field of an ARN (`arn:aws:iam::ACCOUNT:role/x`).
+fn account_from_arn(arn: &str) -> Option<&str> {
+    let account = arn.split(':').nth(4)?;
+    (!account.is_empty()).then_some(account)
+}
+
+/// CloudTrail writes `expiration` as free text: `Jul 9, 2024, 4:41:37 PM` in the console's style,
+/// ISO 8601 elsewhere. Both are UTC.
+pub fn parse_expiration(text: &str) -> Option<DateTime<Utc>> {
+    if let Some(t) = parse_time(text) {
+        return Some(t);
+    }
+    const FORMATS: [&str; 4] = [
+        "%b %d, %Y, %I:%M:%S %p",
+        "%b %d, %Y %I:%M:%S %p",
+        "%b %d, %Y, %H:%M:%S",
+        "%Y-%m-%d %H:%M:%S",
+    ];
+    FORMATS.iter().find_map(|f| {
+        NaiveDateTime::parse_from_str(text.trim(), f)
+            .ok()
+            .map(|t| t.and_utc())
+    })
+}
+
+fn is_placeholder(token: &str) -> bool {
+    token.is_empty() || token.starts_with('<') || token.contains("redacted")
+}
+
+/// Replaces a real session token in the stored record with its fingerprint.
+fn scrub_session_token(bytes: &[u8], token: &str) -> Result<Vec<u8>, Rejection> {
+    let mut value: serde_json::Value = parse_json(bytes)?;
+    if let Some(slot) = value.pointer_mut("/responseElements/credentials/sessionToken") {
+        *slot = serde_json::Value::String(token_fingerprint(token));
+    }
+    Ok(serde_json::to_vec(&value).expect("a Value always serializes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiration_in_console_and_iso_forms() {
+        let want = "2024-07-09T16:41:37Z".parse::<DateTime<Utc>>().unwrap();
+        assert_eq!(parse_expiration("Jul 9, 2024, 4:41:37 PM"), Some(want));
+        assert_eq!(parse_expiration("Jul 09, 2024 4:41:37 PM"), Some(want));
+        assert_eq!(parse_expiration("2024-07-09T16:41:37Z"), Some(want));
+        assert_eq!(parse_expiration("soon"), None);
+    }
+
+    #[test]
+    fn audience_is_recovered_from_principal_id() {
+        let arn = "arn:aws:iam::111122223333:oidc-provider/app.terraform.io";
+        let sub = "organization:acme:project:p:workspace:w:run_phase:plan";
+        let pid = format!("{arn}:aws.workload.identity:{sub}");
+        assert_eq!(
+            audience_from_principal_id(&pid, arn, sub),
+            "aws.workload.identity"
+        );
+        assert_eq!(audience_from_principal_id("other", arn, sub), "");
+    }
+
+    #[test]
+    fn issuer_and_account_from_arns() {
+        assert_eq!(
+            issuer_from_provider_arn("arn:aws:iam::1:oidc-provider/tfe.example.com/x"),
+            "https://tfe.example.com/x"
+        );
+        assert_eq!(issuer_from_provider_arn("nonsense"), "");
+        assert_eq!(
+            account_from_arn("arn:aws:iam::111122223333:role/r"),
+            Some("111122223333")
+        );
+        assert_eq!(account_from_arn("arn:aws:iam:::role/r"), None);
+    }
+}

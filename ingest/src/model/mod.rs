@@ -1,0 +1,259 @@
+//! The normalized event model: one typed row per credential issuance or exchange.
+//!
+//! Every source format is normalized into [`EventRow`]; every record that cannot be is a
+//! [`DeadLetterRow`]. These two structs are the contract between the write path (this crate) and
+//! the read path (`credtrail-query`), and they serialize to the same RowBinary bytes on ClickHouse
+//! 18.16 and on modern ClickHouse, whose DDL differs (see `schema`).
+//!
+//! Invariants:
+//! - `raw` never holds a bearer token: issuance rows keep decoded claims only, CloudTrail rows have
+//!   their session token replaced by a fingerprint, dead letters have JWT-shaped strings redacted.
+//! - `dedup_key` is a pure function of (`source`, `source_event_id`), so a redelivered event lands
+//!   on the same ClickHouse sorting key and `FINAL` collapses it.
+
+mod subject;
+
+pub use subject::{Subject, TokenType};
+
+use chrono::{DateTime, Utc};
+use clickhouse::Row;
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, Ipv6Addr};
+
+/// What a row records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// A workload identity token was minted for a run phase (seen by `credtrail emit` or a collector).
+    Issuance,
+    /// A token was presented to a cloud for temporary credentials.
+    Exchange,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Issuance => "issuance",
+            EventKind::Exchange => "exchange",
+        }
+    }
+}
+
+/// Where a record came from; one value per source format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Decoded claims of an HCP Terraform workload identity token.
+    HcpIssuance,
+    /// AWS CloudTrail records.
+    AwsCloudtrail,
+}
+
+impl Source {
+    pub const ALL: [Source; 2] = [Source::HcpIssuance, Source::AwsCloudtrail];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::HcpIssuance => "hcp_issuance",
+            Source::AwsCloudtrail => "aws_cloudtrail",
+        }
+    }
+
+    /// Accepts the canonical name and the short names used in URLs and on the command line.
+    pub fn parse(name: &str) -> Option<Source> {
+        match name {
+            "hcp_issuance" | "issuance" => Some(Source::HcpIssuance),
+            "aws_cloudtrail" | "cloudtrail" => Some(Source::AwsCloudtrail),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The outcome of an exchange; issuance rows say `issued`.
+pub mod outcome {
+    pub const SUCCESS: &str = "success";
+    pub const FAILURE: &str = "failure";
+    pub const ISSUED: &str = "issued";
+}
+
+/// One normalized issuance or exchange. Column order here is the RowBinary column order.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct EventRow {
+    /// When the event happened (whole seconds, UTC); `event_ms` keeps the sub-second part.
+    #[serde(with = "clickhouse::serde::chrono::datetime")]
+    pub event_time: DateTime<Utc>,
+    pub event_ms: u16,
+    /// When credtrail normalized it; the ReplacingMergeTree version (the latest delivery wins).
+    #[serde(with = "clickhouse::serde::chrono::datetime")]
+    pub ingest_time: DateTime<Utc>,
+    pub dedup_key: u64,
+    pub event_kind: String,
+    pub source: String,
+    pub source_event_id: String,
+    /// aws, gcp, azure, vault, hcp.
+    pub provider: String,
+    pub event_name: String,
+    pub outcome: String,
+    pub error_code: String,
+    pub error_message: String,
+    pub issuer: String,
+    pub audience: String,
+    pub subject: String,
+    pub token_type: String,
+    pub org_name: String,
+    pub project_name: String,
+    pub workspace_name: String,
+    pub run_phase: String,
+    pub org_id: String,
+    pub project_id: String,
+    pub workspace_id: String,
+    pub run_id: String,
+    /// Issuance only: exchange logs never carry the JWT ID.
+    pub jti: String,
+    /// Issuance only: `sha256:<hex>` of the token bytes; the token itself is never kept.
+    pub token_fingerprint: String,
+    /// The multiple-configurations tag (`TFC_*_<TAG>`); empty for the default configuration or
+    /// until attribution knows better.
+    pub alias_tag: String,
+    pub region: String,
+    /// AWS account, GCP project number, Entra tenant, Vault namespace.
+    pub target_account: String,
+    /// Role ARN, service account, client id, Vault role.
+    pub target_principal: String,
+    pub session_name: String,
+    /// AWS access key id of the issued session: the join key to the session's later API calls.
+    pub session_id: String,
+    #[serde(with = "clickhouse::serde::chrono::datetime::option")]
+    pub session_expiry: Option<DateTime<Utc>>,
+    pub duration_seconds: Option<u32>,
+    #[serde(with = "clickhouse::serde::chrono::datetime::option")]
+    pub token_issued_at: Option<DateTime<Utc>>,
+    #[serde(with = "clickhouse::serde::chrono::datetime::option")]
+    pub token_expires_at: Option<DateTime<Utc>>,
+    /// IPv6, IPv4 as IPv4-mapped; all zero when the caller was not an IP (an AWS service).
+    pub source_ip: [u8; 16],
+    pub user_agent: String,
+    /// The source record as received (scrubbed of secrets), for forensics; compressed by ClickHouse.
+    #[serde(with = "serde_bytes")]
+    pub raw: Vec<u8>,
+}
+
+impl EventRow {
+    /// A row with the identity of its source event filled in and everything else empty.
+    pub fn new(
+        kind: EventKind,
+        source: Source,
+        source_event_id: String,
+        provider: &str,
+        event_time: DateTime<Utc>,
+        ingest_time: DateTime<Utc>,
+    ) -> EventRow {
+        EventRow {
+            event_time: trunc_seconds(event_time),
+            event_ms: event_time.timestamp_subsec_millis().min(999) as u16,
+            ingest_time: trunc_seconds(ingest_time),
+            dedup_key: crate::fingerprint::dedup_key(source, &source_event_id),
+            event_kind: kind.as_str().to_owned(),
+            source: source.as_str().to_owned(),
+            source_event_id,
+            provider: provider.to_owned(),
+            event_name: String::new(),
+            outcome: String::new(),
+            error_code: String::new(),
+            error_message: String::new(),
+            issuer: String::new(),
+            audience: String::new(),
+            subject: String::new(),
+            token_type: String::new(),
+            org_name: String::new(),
+            project_name: String::new(),
+            workspace_name: String::new(),
+            run_phase: String::new(),
+            org_id: String::new(),
+            project_id: String::new(),
+            workspace_id: String::new(),
+            run_id: String::new(),
+            jti: String::new(),
+            token_fingerprint: String::new(),
+            alias_tag: String::new(),
+            region: String::new(),
+            target_account: String::new(),
+            target_principal: String::new(),
+            session_name: String::new(),
+            session_id: String::new(),
+            session_expiry: None,
+            duration_seconds: None,
+            token_issued_at: None,
+            token_expires_at: None,
+            source_ip: [0; 16],
+            user_agent: String::new(),
+            raw: Vec::new(),
+        }
+    }
+
+    /// Fills the subject and every part parsed from it.
+    pub fn set_subject(&mut self, subject: &str) {
+        let parsed = Subject::parse(subject);
+        self.subject = subject.to_owned();
+        self.token_type = parsed.token_type.as_str().to_owned();
+        self.org_name = parsed.organization.to_owned();
+        self.project_name = parsed.project.to_owned();
+        self.workspace_name = parsed.workspace.to_owned();
+        self.run_phase = parsed.run_phase.to_owned();
+    }
+
+    /// The event time with its milliseconds.
+    pub fn event_time_precise(&self) -> DateTime<Utc> {
+        self.event_time + chrono::Duration::milliseconds(i64::from(self.event_ms))
+    }
+}
+
+fn trunc_seconds(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
+}
+
+/// The 16 bytes ClickHouse stores for an IP (`IPv6` or `FixedString(16)`); IPv4 is mapped.
+pub fn ip_bytes(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// The inverse of [`ip_bytes`]; `None` for the all-zero "not an IP" value.
+pub fn ip_from_bytes(bytes: [u8; 16]) -> Option<IpAddr> {
+    if bytes == [0; 16] {
+        return None;
+    }
+    let v6 = Ipv6Addr::from(bytes);
+    Some(match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    })
+}
+
+/// A record that could not be parsed or normalized, kept with the reason.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct DeadLetterRow {
+    #[serde(with = "clickhouse::serde::chrono::datetime")]
+    pub received_time: DateTime<Utc>,
+    /// Hash of (source, origin, raw bytes): the same bad record delivered again is one dead letter.
+    pub dedup_key: u64,
+    pub source: String,
+    /// Where the record was: `file:PATH:LINE`, `http:INDEX`, later `kafka:TOPIC:PARTITION:OFFSET`.
+    pub origin: String,
+    /// A short machine-readable class (`invalid_json`, `too_large`, `invalid_token`, ...).
+    pub error_kind: String,
+    /// The human-readable reason, with the JSON path when there is one.
+    pub reason: String,
+    pub raw_size: u64,
+    pub raw_sha256: String,
+    /// The first `max_dead_letter_bytes` of the record, with JWT-shaped strings redacted.
+    #[serde(with = "serde_bytes")]
+    pub raw: Vec<u8>,
+}

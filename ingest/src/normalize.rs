@@ -1,0 +1,122 @@
+//! From framed pieces to rows: the one place where a record becomes an event, is ignored, or
+//! becomes a dead letter. Sources (HTTP, replay) call [`Normalizer::piece`] and hand the rows to
+//! the sink; they never decide a record's fate themselves.
+
+use crate::fingerprint::{hash_parts, redact_jwts, sha256_hex};
+use crate::formats::framing::Piece;
+use crate::formats::{ErrorKind, Normalized, Rejection, detect_source, normalize_record};
+use crate::model::{DeadLetterRow, EventRow, Source};
+use chrono::{DateTime, Utc};
+
+/// A source named by the caller, or `Auto` to detect the format of each record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceChoice {
+    Auto,
+    Known(Source),
+}
+
+impl SourceChoice {
+    pub fn parse(name: &str) -> Option<SourceChoice> {
+        if name == "auto" {
+            Some(SourceChoice::Auto)
+        } else {
+            Source::parse(name).map(SourceChoice::Known)
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            SourceChoice::Auto => "auto",
+            SourceChoice::Known(s) => s.as_str(),
+        }
+    }
+}
+
+/// What became of one piece.
+#[derive(Debug)]
+pub enum Outcome {
+    Event(Box<EventRow>),
+    Ignored(&'static str),
+    Dead(Box<DeadLetterRow>),
+}
+
+/// Normalizes pieces with shared settings.
+#[derive(Debug, Clone)]
+pub struct Normalizer {
+    /// How many raw bytes a dead letter keeps.
+    pub max_dead_letter_bytes: usize,
+}
+
+impl Normalizer {
+    /// Normalizes one piece; `origin` names the input (`file:PATH`, `http`), the piece adds its
+    /// position.
+    pub fn piece(
+        &self,
+        choice: SourceChoice,
+        origin: &str,
+        piece: Piece,
+        now: DateTime<Utc>,
+    ) -> Outcome {
+        let position = piece.position();
+        let origin = format!("{origin}:{position}");
+        match piece {
+            Piece::Broken(b) => Outcome::Dead(Box::new(self.dead_letter(
+                choice.label(),
+                origin,
+                &b.rejection,
+                &b.bytes,
+                b.size,
+                now,
+            ))),
+            Piece::Record(r) => {
+                let source = match choice {
+                    SourceChoice::Known(s) => Some(s),
+                    SourceChoice::Auto => detect_source(&r.bytes),
+                };
+                let result = match source {
+                    Some(source) => normalize_record(source, &r.bytes, now),
+                    None => Err(Rejection::new(
+                        ErrorKind::UnknownFormat,
+                        "record matches no known format (no `eventSource`, `claims` or `token`)",
+                    )),
+                };
+                match result {
+                    Ok(Normalized::Event(row)) => Outcome::Event(row),
+                    Ok(Normalized::Ignored(why)) => Outcome::Ignored(why),
+                    Err(rejection) => {
+                        let label = source.map_or(choice.label(), Source::as_str);
+                        let size = r.bytes.len() as u64;
+                        Outcome::Dead(Box::new(
+                            self.dead_letter(label, origin, &rejection, &r.bytes, size, now),
+                        ))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Builds a dead letter: size-capped, JWT-redacted raw bytes plus the hash of the original.
+    pub fn dead_letter(
+        &self,
+        source: &str,
+        origin: String,
+        rejection: &Rejection,
+        bytes: &[u8],
+        size: u64,
+        now: DateTime<Utc>,
+    ) -> DeadLetterRow {
+        let raw_sha256 = sha256_hex(bytes);
+        let capped = &bytes[..bytes.len().min(self.max_dead_letter_bytes)];
+        DeadLetterRow {
+            received_time: DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now),
+            dedup_key: hash_parts(&[source.as_bytes(), origin.as_bytes(), raw_sha256.as_bytes()]),
+            source: source.to_owned(),
+            origin,
+            error_kind: rejection.kind.as_str().to_owned(),
+            reason: rejection.reason.clone(),
+            raw_size: size,
+            raw_sha256,
+            raw: redact_jwts(capped).into_owned(),
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The ClickHouse sink: batches rows from every source, writes them, and acknowledges each
+//! sender only once its rows are durable.
+//!
+//! Sources hand a [`Batch`] to a [`SinkHandle`] and await its [`Ack`]. The sink task gathers
+//! batches until `batch_max_rows` or `flush_interval_ms`, then, per flush:
+//! 1. drops events whose dedup key is already in `dedup_keys` or earlier in the flush
+//!    (counted as duplicates),
+//! 2. inserts the new events, then their keys, then the dead letters, retrying with exponential
+//!    backoff,
+//! 3. acknowledges every batch in the flush (or reports the failure after the last attempt).
+//!
+//! The queue in front of the task is bounded (`queue_capacity`), so a slow ClickHouse slows the
+//! sources down instead of growing memory. Duplicates that slip past step 1 (a crash between the
+//! event and key inserts) still collapse in `events FINAL`, which every query reads.
+
+mod writer;
+
+use crate::config::SinkConfig;
+use crate::metrics::Metrics;
+use crate::model::{DeadLetterRow, EventRow};
+use crate::store::Store;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep_until};
+
+/// Rows from one sender.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub events: Vec<EventRow>,
+    pub dead_letters: Vec<DeadLetterRow>,
+}
+
+impl Batch {
+    pub fn rows(&self) -> usize {
+        self.events.len() + self.dead_letters.len()
+    }
+}
+
+/// What became of a batch.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Ack {
+    /// Events stored for the first time.
+    pub stored: usize,
+    /// Events already stored earlier (or twice in the same flush).
+    pub duplicates: usize,
+    pub dead_lettered: usize,
+}
+
+impl std::ops::AddAssign for Ack {
+    fn add_assign(&mut self, o: Ack) {
+        self.stored += o.stored;
+        self.duplicates += o.duplicates;
+        self.dead_lettered += o.dead_lettered;
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SinkError {
+    #[error("ClickHouse write failed after {attempts} attempts: {last}")]
+    WriteFailed { attempts: u32, last: String },
+    #[error("the sink has shut down")]
+    Closed,
+}
+
+struct Job {
+    batch: Batch,
+    ack: oneshot::Sender<Result<Ack, SinkError>>,
+}
+
+/// The sending side; cheap to clone, one per source task.
+#[derive(Clone)]
+pub struct SinkHandle {
+    tx: mpsc::Sender<Job>,
+}
+
+/// A batch in flight; await it for the ack.
+pub struct Pending(oneshot::Receiver<Result<Ack, SinkError>>);
+
+impl Pending {
+    pub async fn ack(self) -> Result<Ack, SinkError> {
+        self.0.await.unwrap_or(Err(SinkError::Closed))
+    }
+}
+
+impl SinkHandle {
+    /// Queues a batch, waiting while the queue is full (backpressure).
+    pub async fn submit(&self, batch: Batch) -> Result<Pending, SinkError> {
+        let (ack, rx) = oneshot::channel();
+        self.tx
+            .send(Job { batch, ack })
+            .await
+            .map_err(|_| SinkError::Closed)?;
+        Ok(Pending(rx))
+    }
+
+    /// Queues a batch and waits until it is durable.
+    pub async fn write(&self, batch: Batch) -> Result<Ack, SinkError> {
+        self.submit(batch).await?.ack().await
+    }
+}
+
+/// Starts the sink task. It ends when every handle is dropped and the queue is drained.
+pub fn spawn(store: Store, config: SinkConfig, metrics: Metrics) -> (SinkHandle, JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(config.queue_capacity);
+    let writer = writer::Writer::new(store, config.clone(), metrics);
+    let task = tokio::spawn(run(rx, writer, config));
+    (SinkHandle { tx }, task)
+}
+
+async fn run(mut rx: mpsc::Receiver<Job>, writer: writer::Writer, config: SinkConfig) {
+    let interval = std::time::Duration::from_millis(config.flush_interval_ms);
+    while let Some(first) = rx.recv().await {
+        let deadline = Instant::now() + interval;
+        let mut rows = first.batch.rows();
+        let mut jobs = vec![first];
+        while rows < config.batch_max_rows {
+            tokio::select! {
+                job = rx.recv() => match job {
+                    Some(job) => {
+                        rows += job.batch.rows();
+                        jobs.push(job);
+                    }
+                    None => break,
+                },
+                _ = sleep_until(deadline) => break,
+            }
+        }
+        let (batches, acks): (Vec<Batch>, Vec<_>) =
+            jobs.into_iter().map(|j| (j.batch, j.ack)).unzip();
+        let results = writer.flush(batches).await;
+        for (ack, result) in acks.into_iter().zip(results) {
+            // A sender that gave up waiting is fine: its rows are stored all the same.
+            let _ = ack.send(result);
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! One flush: dedup against `dedup_keys`, then the inserts, each retried with backoff.
+
+use super::{Ack, Batch, SinkError};
+use crate::config::SinkConfig;
+use crate::metrics::Metrics;
+use crate::model::{DeadLetterRow, EventRow};
+use crate::store::Store;
+use backon::{ExponentialBuilder, Retryable};
+use serde::Serialize;
+use serde::ser::SerializeTuple;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+/// Shipped SQL: which keys of a flush are stored already.
+pub const EXISTING_DEDUP_KEYS_SQL: &str = include_str!("../../sql/existing_dedup_keys.sql");
+
+/// Keys per lookup query; keeps the statement well under 18.16's 256 KiB `max_query_size`.
+const KEYS_PER_LOOKUP: usize = 4000;
+
+#[derive(Debug, clickhouse::Row, Serialize)]
+struct DedupKeyRow {
+    dedup_key: u64,
+    #[serde(with = "clickhouse::serde::chrono::datetime")]
+    first_ingest_time: chrono::DateTime<chrono::Utc>,
+}
+
+/// Binds a list of keys as a SQL tuple, `(1,2,3)`, which `IN` accepts on every server
+/// (18.16 rejects an array there).
+struct KeyTuple<'a>(&'a [u64]);
+
+impl Serialize for KeyTuple<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut t = s.serialize_tuple(self.0.len())?;
+        for k in self.0 {
+            t.serialize_element(k)?;
+        }
+        t.end()
+    }
+}
+
+pub(super) struct Writer {
+    store: Store,
+    config: SinkConfig,
+    metrics: Metrics,
+}
+
+impl Writer {
+    pub(super) fn new(store: Store, config: SinkConfig, metrics: Metrics) -> Writer {
+        Writer {
+            store,
+            config,
+            metrics,
+        }
+    }
+
+    fn backoff(&self) -> ExponentialBuilder {
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(self.config.retry_initial_backoff_ms))
+            .with_max_delay(Duration::from_millis(self.config.retry_max_backoff_ms))
+            .with_max_times(self.config.retry_max_attempts.saturating_sub(1) as usize)
+            .with_jitter()
+    }
+
+    /// Writes every batch of a flush; one result per batch, in order.
+    pub(super) async fn flush(&self, batches: Vec<Batch>) -> Vec<Result<Ack, SinkError>> {
+        let started = Instant::now();
+        let result = self.flush_inner(&batches).await;
+        self.metrics
+            .insert_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(acks) => acks.into_iter().map(Ok).collect(),
+            Err(e) => {
+                self.metrics.insert_failures.inc();
+                tracing::error!(error = %e, "giving up on a ClickHouse write");
+                batches.iter().map(|_| Err(e.clone())).collect()
+            }
+        }
+    }
+
+    async fn flush_inner(&self, batches: &[Batch]) -> Result<Vec<Ack>, SinkError> {
+        let all_keys: Vec<u64> = batches
+            .iter()
+            .flat_map(|b| b.events.iter().map(|e| e.dedup_key))
+            .collect();
+        let existing = self.retrying(|| self.existing_keys(&all_keys)).await?;
+
+        let mut seen: HashSet<u64> = HashSet::with_capacity(all_keys.len());
+        let mut fresh: Vec<&EventRow> = Vec::new();
+        let mut dead: Vec<&DeadLetterRow> = Vec::new();
+        let mut acks = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let mut ack = Ack::default();
+            for event in &batch.events {
+                if existing.contains(&event.dedup_key) || !seen.insert(event.dedup_key) {
+                    ack.duplicates += 1;
+                    self.metrics
+                        .duplicates
+                        .with_label_values(&[&event.source])
+                        .inc();
+                } else {
+                    ack.stored += 1;
+                    fresh.push(event);
+                }
+            }
+            ack.dead_lettered = batch.dead_letters.len();
+            dead.extend(batch.dead_letters.iter());
+            acks.push(ack);
+        }
+
+        // Order matters: a key is recorded only after its event is durable.
+        self.retrying(|| insert_rows(&self.store, "events", &fresh))
+            .await?;
+        let now = chrono::Utc::now();
+        let keys: Vec<DedupKeyRow> = fresh
+            .iter()
+            .map(|e| DedupKeyRow {
+                dedup_key: e.dedup_key,
+                first_ingest_time: now,
+            })
+            .collect();
+        let key_refs: Vec<&DedupKeyRow> = keys.iter().collect();
+        self.retrying(|| insert_rows(&self.store, "dedup_keys", &key_refs))
+            .await?;
+        self.retrying(|| insert_rows(&self.store, "dead_letters", &dead))
+            .await?;
+
+        for e in &fresh {
+            self.metrics.stored.with_label_values(&[&e.source]).inc();
+        }
+        for d in &dead {
+            self.metrics
+                .dead_letters
+                .with_label_values(&[&d.error_kind])
+                .inc();
+        }
+        Ok(acks)
+    }
+
+    async fn existing_keys(&self, keys: &[u64]) -> Result<HashSet<u64>, clickhouse::error::Error> {
+        let mut found = HashSet::new();
+        for chunk in keys.chunks(KEYS_PER_LOOKUP) {
+            let rows: Vec<u64> = self
+                .store
+                .client()
+                .query(EXISTING_DEDUP_KEYS_SQL)
+                .bind(KeyTuple(chunk))
+                .fetch_all()
+                .await?;
+            found.extend(rows);
+        }
+        Ok(found)
+    }
+
+    async fn retrying<T, F, Fut>(&self, op: F) -> Result<T, SinkError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, clickhouse::error::Error>>,
+    {
+        let mut attempts = 0u32;
+        op.retry(self.backoff())
+            .notify(|e, delay| {
+                attempts += 1;
+                self.metrics.insert_retries.inc();
+                tracing::warn!(error = %e, ?delay, "ClickHouse write failed, retrying");
+            })
+            .await
+            .map_err(|e| SinkError::WriteFailed {
+                attempts: self.config.retry_max_attempts,
+                last: e.to_string(),
+            })
+    }
+}
+
+/// Inserts rows in one RowBinary INSERT (nothing when there are none).
+async fn insert_rows<T>(
+    store: &Store,
+    table: &str,
+    rows: &[&T],
+) -> Result<(), clickhouse::error::Error>
+where
+    T: clickhouse::Row + clickhouse::RowWrite + Serialize,
+    for<'a> T: clickhouse::Row<Value<'a> = T>,
+{
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut insert = store.client().insert::<T>(table).await?;
+    for row in rows {
+        insert.write(row).await?;
+    }
+    insert.end().await
+}

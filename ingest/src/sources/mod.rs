@@ -1,0 +1,105 @@
+//! Sources: where records enter. Each turns its input into framed pieces, lets `normalize`
+//! decide each record's fate, and hands rows to the sink, answering its sender only once the
+//! sink has acknowledged them.
+
+pub mod http;
+pub mod replay;
+
+use crate::formats::framing::{Framer, decompressing};
+use crate::metrics::Metrics;
+use crate::normalize::{Normalizer, Outcome, SourceChoice};
+use crate::sink::Batch;
+use std::io::Read;
+
+/// Counts of what one input produced.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Tally {
+    pub records: u64,
+    pub events: u64,
+    pub ignored: u64,
+    pub dead_letters: u64,
+}
+
+/// A rejected record, as reported back to the sender.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RecordError {
+    /// `LINE` or `LINE#ELEMENT` within the input.
+    pub record: String,
+    pub error_kind: String,
+    pub reason: String,
+}
+
+/// Frames and normalizes a whole input into batches of at most `batch_rows` rows, calling
+/// `emit` for each full batch (and the last partial one).
+pub fn frame_input(
+    reader: impl Read + 'static,
+    choice: SourceChoice,
+    origin: &str,
+    normalizer: &Normalizer,
+    max_record_bytes: usize,
+    batch_rows: usize,
+    metrics: &Metrics,
+    mut emit: impl FnMut(Batch, Tally, Vec<RecordError>, u64),
+) -> std::io::Result<()> {
+    let reader = decompressing(reader)?;
+    let mut framer = Framer::new(reader, max_record_bytes);
+    let mut batch = Batch::default();
+    let mut tally = Tally::default();
+    let mut errors = Vec::new();
+    let mut last_bytes = 0u64;
+    let now = chrono::Utc::now();
+    while let Some(piece) = framer.next() {
+        let position = piece.position();
+        tally.records += 1;
+        match normalizer.piece(choice, origin, piece, now) {
+            Outcome::Event(row) => {
+                metrics
+                    .records
+                    .with_label_values(&[&row.source, "event"])
+                    .inc();
+                tally.events += 1;
+                batch.events.push(*row);
+            }
+            Outcome::Ignored(_) => {
+                metrics
+                    .records
+                    .with_label_values(&[choice_label(choice), "ignored"])
+                    .inc();
+                tally.ignored += 1;
+            }
+            Outcome::Dead(dead) => {
+                metrics
+                    .records
+                    .with_label_values(&[&dead.source, "dead_letter"])
+                    .inc();
+                tally.dead_letters += 1;
+                errors.push(RecordError {
+                    record: position,
+                    error_kind: dead.error_kind.clone(),
+                    reason: dead.reason.clone(),
+                });
+                batch.dead_letters.push(*dead);
+            }
+        }
+        if batch.rows() >= batch_rows {
+            let bytes = framer.bytes_read - last_bytes;
+            last_bytes = framer.bytes_read;
+            emit(
+                std::mem::take(&mut batch),
+                std::mem::take(&mut tally),
+                std::mem::take(&mut errors),
+                bytes,
+            );
+        }
+    }
+    let bytes = framer.bytes_read - last_bytes;
+    emit(batch, tally, errors, bytes);
+    Ok(())
+}
+
+fn choice_label(choice: SourceChoice) -> &'static str {
+    match choice {
+        SourceChoice::Auto => "auto",
+        SourceChoice::Known(s) => s.as_str(),
+    }
+}

@@ -1,0 +1,27 @@
+//! One file per subcommand, plus the configuration loading they share.
+
+pub mod ingest;
+pub mod migrate;
+pub mod query;
+pub mod replay;
+pub mod validate;
+
+use anyhow::{Context, bail};
+use credtrail_ingest::config::Config;
+use credtrail_ingest::store::Store;
+use std::path::Path;
+
+/// Loads the configuration or fails listing every error.
+pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    match Config::load(path) {
+        Ok(c) => Ok(c),
+        Err(errors) => {
+            let list: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+            bail!("invalid configuration:\n{}", list.join("\n"))
+        }
+    }
+}
+
+pub fn open_store(config: &Config) -> anyhow::Result<Store> {
+    Store::new(config).context("connecting to ClickHouse")
+}

@@ -1,0 +1,78 @@
+//! `credtrail`: the one command users run. Each subcommand lives in `cmd/` and wires the
+//! `credtrail-ingest` (write path) and `credtrail-query` (read path) libraries together.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Audit and observability pipeline for cloud credential exchanges (HCP Terraform dynamic
+/// provider credentials): collect issuance and exchange events, normalize them into ClickHouse,
+/// and answer forensic questions.
+#[derive(Debug, Parser)]
+#[command(name = "credtrail", version, propagate_version = true)]
+struct Cli {
+    /// Configuration file (TOML). Every key can be overridden by CREDTRAIL_<SECTION>_<KEY>.
+    #[arg(long, short, global = true, env = "CREDTRAIL_CONFIG")]
+    config: Option<PathBuf>,
+
+    /// Log filter (tracing env-filter syntax), e.g. `info` or `credtrail_ingest=debug`.
+    #[arg(long, global = true, env = "CREDTRAIL_LOG", default_value = "info")]
+    log: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the database and apply schema migrations (idempotent).
+    Migrate(cmd::migrate::Args),
+    /// Run the collectors (HTTP) and the ClickHouse sink until interrupted.
+    Ingest(cmd::ingest::Args),
+    /// Replay files (CloudTrail S3 files, NDJSON, issuance spools; gzip or not) into ClickHouse.
+    Replay(cmd::replay::Args),
+    /// Forensic queries.
+    #[command(subcommand)]
+    Query(cmd::query::Query),
+    /// Check a configuration file and report every error with its key path.
+    Validate(cmd::validate::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = cli.config.as_deref();
+    let result = match cli.command {
+        Command::Validate(args) => cmd::validate::run(args),
+        command => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            rt.block_on(async {
+                match command {
+                    Command::Migrate(args) => cmd::migrate::run(config, args).await,
+                    Command::Ingest(args) => cmd::ingest::run(config, args).await,
+                    Command::Replay(args) => cmd::replay::run(config, args).await,
+                    Command::Query(q) => cmd::query::run(config, q).await,
+                    Command::Validate(_) => unreachable!("handled above"),
+                }
+            })
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("credtrail: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
