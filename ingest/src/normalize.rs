@@ -4,7 +4,9 @@
 
 use crate::fingerprint::{hash_parts, redact_jwts, sha256_hex};
 use crate::formats::framing::Piece;
-use crate::formats::{ErrorKind, Normalized, Rejection, detect_source, normalize_record};
+use crate::formats::{
+    ErrorKind, Normalized, Rejection, detect_source, normalize_record, parse_json,
+};
 use crate::model::{DeadLetterRow, EventRow, Source};
 use chrono::{DateTime, Utc};
 
@@ -75,10 +77,11 @@ impl Normalizer {
                 };
                 let result = match source {
                     Some(source) => normalize_record(source, &r.bytes, now),
-                    None => Err(Rejection::new(
+                    // Not valid JSON says more than "no known format".
+                    None => parse_json::<serde::de::IgnoredAny>(&r.bytes).and(Err(Rejection::new(
                         ErrorKind::UnknownFormat,
                         "record matches no known format (no `eventSource`, `claims` or `token`)",
-                    )),
+                    ))),
                 };
                 match result {
                     Ok(Normalized::Event(row)) => Outcome::Event(row),

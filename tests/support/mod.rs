@@ -1,0 +1,289 @@
+//! Test harness: real services on free loopback ports in temporary directories, stopped by PID
+//! when the test ends, plus helpers to run the `credtrail` binary against them.
+//!
+//! `CLICKHOUSE_URL` points the tests at an existing server instead of starting one; each test
+//! still gets its own database.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_credtrail");
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixtures() -> PathBuf {
+    repo_root().join("tests/fixtures")
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into()
+}
+
+/// A ClickHouse server for one test (or a database on `CLICKHOUSE_URL`).
+pub struct ClickHouse {
+    pub url: String,
+    pub database: String,
+    child: Option<Child>,
+    dir: Option<tempfile::TempDir>,
+    http_port: u16,
+}
+
+static DB_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl ClickHouse {
+    pub fn start() -> ClickHouse {
+        let database = format!(
+            "credtrail_t{}_{}",
+            std::process::id(),
+            DB_COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        if let Ok(url) = std::env::var("CLICKHOUSE_URL") {
+            return ClickHouse { url, database, child: None, dir: None, http_port: 0 };
+        }
+        let server = Path::new("/usr/sbin/clickhouse-server");
+        assert!(
+            server.exists(),
+            "ClickHouse is not installed: run `deploy/clickhouse/local.sh install` (or tests/run.sh), or set CLICKHOUSE_URL"
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let http_port = free_port();
+        let mut ch = ClickHouse {
+            url: format!("http://127.0.0.1:{http_port}"),
+            database,
+            child: None,
+            dir: Some(dir),
+            http_port,
+        };
+        ch.spawn();
+        ch
+    }
+
+    fn spawn(&mut self) {
+        let dir = self.dir.as_ref().expect("own server").path();
+        let template = std::fs::read_to_string(repo_root().join("deploy/clickhouse/server-config.xml"))
+            .expect("server config template");
+        let config = template
+            .replace("@DIR@", &dir.display().to_string())
+            .replace("@HTTP_PORT@", &self.http_port.to_string())
+            .replace("@TCP_PORT@", &free_port().to_string());
+        std::fs::write(dir.join("config.xml"), config).unwrap();
+        std::fs::copy(repo_root().join("deploy/clickhouse/users.xml"), dir.join("users.xml")).unwrap();
+        let child = Command::new("/usr/sbin/clickhouse-server")
+            .arg(format!("--config-file={}", dir.join("config.xml").display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start clickhouse-server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(r) = agent().get(format!("{}/ping", self.url)).call()
+                && r.status() == 200
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("clickhouse-server did not answer on {} within 30 s", self.url);
+    }
+
+    /// Stops the server (SIGTERM, then SIGKILL), keeping its data for [`ClickHouse::restart`].
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        assert!(self.dir.is_some(), "restart needs a server this test started");
+        self.stop();
+        self.spawn();
+    }
+
+    pub fn is_own(&self) -> bool {
+        self.dir.is_some()
+    }
+
+    /// Runs SQL in the test's database and returns the body (TabSeparated unless the SQL says).
+    pub fn query(&self, sql: &str) -> String {
+        let mut r = agent()
+            .post(format!("{}/?database={}", self.url, self.database))
+            .send(sql)
+            .expect("clickhouse request");
+        let body = r.body_mut().read_to_string().expect("utf-8 body");
+        assert_eq!(r.status(), 200, "query failed: {sql}\n{body}");
+        body
+    }
+
+    pub fn query_bytes(&self, sql: &str) -> Vec<u8> {
+        let mut r = agent()
+            .post(format!("{}/?database={}", self.url, self.database))
+            .send(sql)
+            .expect("clickhouse request");
+        assert_eq!(r.status(), 200, "query failed: {sql}");
+        r.body_mut().with_config().limit(1 << 30).read_to_vec().expect("body")
+    }
+
+    pub fn count(&self, sql: &str) -> u64 {
+        self.query(sql).trim().parse().expect("a count")
+    }
+
+    /// Environment for `credtrail` pointing at this server and database.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("CREDTRAIL_CLICKHOUSE_URL".into(), self.url.clone()),
+            ("CREDTRAIL_CLICKHOUSE_DATABASE".into(), self.database.clone()),
+            ("CREDTRAIL_LOG".into(), "warn".into()),
+        ]
+    }
+
+    /// `credtrail ARGS` against this server, waited for.
+    pub fn credtrail(&self, args: &[&str]) -> Output {
+        self.credtrail_with(args, &[])
+    }
+
+    pub fn credtrail_with(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).envs(self.env()).env_remove("CREDTRAIL_CONFIG");
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run credtrail")
+    }
+
+    /// `credtrail ARGS`, asserting success, returning stdout.
+    pub fn credtrail_ok(&self, args: &[&str]) -> String {
+        let out = self.credtrail(args);
+        assert!(
+            out.status.success(),
+            "credtrail {args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 stdout")
+    }
+
+    pub fn migrate(&self) {
+        self.credtrail_ok(&["migrate"]);
+    }
+}
+
+impl Drop for ClickHouse {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.stop();
+        } else if !self.is_own() {
+            // A shared server: leave it as we found it.
+            let _ = agent()
+                .post(format!("{}/", self.url))
+                .send(format!("DROP DATABASE IF EXISTS {}", self.database));
+        }
+    }
+}
+
+/// A running `credtrail ingest`, stopped by PID on drop.
+pub struct Collector {
+    pub url: String,
+    child: Child,
+}
+
+impl Collector {
+    pub fn start(ch: &ClickHouse, extra_env: &[(&str, &str)]) -> Collector {
+        let port = free_port();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("ingest")
+            .envs(ch.env())
+            .env_remove("CREDTRAIL_CONFIG")
+            .env("CREDTRAIL_HTTP_LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start credtrail ingest");
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(r) = agent().get(format!("{url}/healthz")).call()
+                && r.status() == 200
+            {
+                return Collector { url, child };
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("credtrail ingest did not come up on {url}");
+    }
+
+    /// POSTs a body; returns status and parsed JSON.
+    pub fn post(&self, source: &str, token: Option<&str>, body: &[u8], gzip: bool) -> (u16, serde_json::Value) {
+        let mut req = agent().post(format!("{}/v1/ingest/{source}", self.url));
+        if let Some(t) = token {
+            req = req.header("Authorization", &format!("Bearer {t}"));
+        }
+        let payload = if gzip {
+            req = req.header("Content-Encoding", "gzip");
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(body).unwrap();
+            enc.finish().unwrap()
+        } else {
+            body.to_vec()
+        };
+        let mut r = req.send(&payload[..]).expect("collector request");
+        let status = r.status().as_u16();
+        let text = r.body_mut().with_config().limit(1 << 26).read_to_string().unwrap_or_default();
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        (status, json)
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let mut r = agent().get(format!("{}{path}", self.url)).call().expect("collector request");
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap_or_default())
+    }
+
+    /// Stops with SIGTERM (graceful drain) and returns whether it exited cleanly.
+    pub fn stop(mut self) -> bool {
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
