@@ -23,8 +23,12 @@ fn migrate_is_idempotent_and_recorded() {
     let second = ch.credtrail_ok(&["migrate"]);
     assert!(second.contains("already applied"), "{second}");
     assert_eq!(ch.count("SELECT count() FROM schema_migrations"), 1);
-    let tables = ch.query("SELECT name FROM system.tables WHERE database = currentDatabase() ORDER BY name");
-    assert_eq!(tables, "dead_letters\ndedup_keys\nevents\nschema_migrations\n");
+    let tables =
+        ch.query("SELECT name FROM system.tables WHERE database = currentDatabase() ORDER BY name");
+    assert_eq!(
+        tables,
+        "dead_letters\ndedup_keys\nevents\nschema_migrations\n"
+    );
 }
 
 #[test]
@@ -36,7 +40,10 @@ fn replaying_the_same_files_twice_changes_no_count() {
     let first = replay_json(&ch, &[dir]);
     assert_eq!(first["files"], 6);
     assert_eq!(first["stored"], 17, "{first}");
-    assert_eq!(first["ignored"], 2, "the S3 file's two unrelated calls: {first}");
+    assert_eq!(
+        first["ignored"], 2,
+        "the S3 file's two unrelated calls: {first}"
+    );
     assert_eq!(first["dead_lettered"], 0);
 
     let counts = || {
@@ -64,7 +71,10 @@ fn run_timeline_shows_phases_aliases_and_outcomes() {
     let out = ch.credtrail_ok(&["query", "run", RUN, "--format", "json"]);
     let entries: Vec<Value> = serde_json::from_str(&out).unwrap();
     assert_eq!(entries.len(), 8, "4 tokens and 4 exchanges: {out}");
-    let times: Vec<&str> = entries.iter().map(|e| e["time"].as_str().unwrap()).collect();
+    let times: Vec<&str> = entries
+        .iter()
+        .map(|e| e["time"].as_str().unwrap())
+        .collect();
     let mut sorted = times.clone();
     sorted.sort();
     assert_eq!(times, sorted, "timeline is in event order");
@@ -74,27 +84,50 @@ fn run_timeline_shows_phases_aliases_and_outcomes() {
         .filter(|e| e["kind"] == "issuance")
         .map(|e| (e["phase"].as_str().unwrap(), e["alias"].as_str().unwrap()))
         .collect();
-    assert_eq!(issued, vec![("plan", ""), ("plan", "PROD"), ("apply", ""), ("apply", "PROD")]);
+    assert_eq!(
+        issued,
+        vec![
+            ("plan", ""),
+            ("plan", "PROD"),
+            ("apply", ""),
+            ("apply", "PROD")
+        ]
+    );
 
     let apply = entries
         .iter()
         .find(|e| e["session_id"] == "ASIAQAPPLYDEFAULT003")
         .expect("the apply exchange");
-    assert_eq!(apply["time"], "2024-07-09T15:47:02.517Z", "sub-second time is kept");
+    assert_eq!(
+        apply["time"], "2024-07-09T15:47:02.517Z",
+        "sub-second time is kept"
+    );
     assert_eq!(apply["source_ip"], "2600:1f18:4a3:6902::17");
-    assert_eq!(apply["principal"], "arn:aws:iam::111122223333:role/tfc-network-prod-apply");
+    assert_eq!(
+        apply["principal"],
+        "arn:aws:iam::111122223333:role/tfc-network-prod-apply"
+    );
     assert_eq!(apply["workspace"], "network-prod");
 
-    let denied = entries.iter().find(|e| e["outcome"] == "failure").expect("the failure");
+    let denied = entries
+        .iter()
+        .find(|e| e["outcome"] == "failure")
+        .expect("the failure");
     assert_eq!(denied["error_code"], "AccessDenied");
-    assert_eq!(denied["audience"], "aws.workload.identity.prod", "audience recovered from principalId");
+    assert_eq!(
+        denied["audience"], "aws.workload.identity.prod",
+        "audience recovered from principalId"
+    );
     assert_eq!(denied["source_ip"], "52.86.1.23");
 
     let csv = ch.credtrail_ok(&["query", "run", RUN, "--format", "csv"]);
     assert_eq!(csv.lines().count(), 9, "header and 8 rows");
     assert!(csv.starts_with("time,phase,alias,provider,kind,outcome"));
     let table = ch.credtrail_ok(&["query", "run", RUN]);
-    assert!(table.contains("apply  PROD         1 issued, 0 exchanges, 0 failed"), "{table}");
+    assert!(
+        table.contains("apply  PROD         1 issued, 0 exchanges, 0 failed"),
+        "{table}"
+    );
     let none = ch.credtrail_ok(&["query", "run", "run-doesnotexist"]);
     assert_eq!(none, "no events for run run-doesnotexist\n");
 }
@@ -106,13 +139,20 @@ fn stored_rows_never_hold_a_token() {
     let dir = tempfile::tempdir().unwrap();
     let token = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJqdGkiOiJqLTEiLCJzdWIiOiJvcmdhbml6YXRpb246YWNtZTpwcm9qZWN0OnA6d29ya3NwYWNlOnc6cnVuX3BoYXNlOnBsYW4iLCJpYXQiOjE3MjA1Mzk2OTUsImV4cCI6MTcyMDUzOTk5NSwidGVycmFmb3JtX3J1bl9pZCI6InJ1bi1YIn0.c2ln";
     let path = dir.path().join("raw_token.ndjson");
-    std::fs::write(&path, format!("{{\"provider\":\"aws\",\"alias_tag\":\"\",\"token\":\"{token}\"}}\n")).unwrap();
+    std::fs::write(
+        &path,
+        format!("{{\"provider\":\"aws\",\"alias_tag\":\"\",\"token\":\"{token}\"}}\n"),
+    )
+    .unwrap();
     let stats = replay_json(&ch, &[path.to_str().unwrap()]);
     assert_eq!(stats["stored"], 1, "{stats}");
     let row = ch.query("SELECT jti, run_id, token_fingerprint, raw FROM events FINAL FORMAT TSV");
     assert!(row.starts_with("j-1\trun-X\tsha256:"), "{row}");
     let everything = ch.query("SELECT * FROM events FORMAT TSV");
-    assert!(!everything.contains(token), "a stored column holds the raw token");
+    assert!(
+        !everything.contains(token),
+        "a stored column holds the raw token"
+    );
 }
 
 #[test]
@@ -132,10 +172,16 @@ fn malformed_records_are_dead_letters_and_good_ones_are_stored() {
     line(good[1].as_bytes());
     line(b"{\"eventSource\":\"sts.amazonaws.com\",\"eventName\":\"\xff\xfe\"}"); // invalid UTF-8
     line(good[2].as_bytes());
-    let wrong_type = good[3].replace("\"eventTime\": \"2024-07-10T08:03:00Z\"", "\"eventTime\": 1720598580");
+    let wrong_type = good[3].replace(
+        "\"eventTime\": \"2024-07-10T08:03:00Z\"",
+        "\"eventTime\": 1720598580",
+    );
     assert_ne!(wrong_type, good[3]);
     line(wrong_type.as_bytes());
-    let huge = format!("{{\"eventSource\":\"sts.amazonaws.com\",\"pad\":\"{}\"}}", "x".repeat(10 << 20));
+    let huge = format!(
+        "{{\"eventSource\":\"sts.amazonaws.com\",\"pad\":\"{}\"}}",
+        "x".repeat(10 << 20)
+    );
     line(huge.as_bytes()); // a 10 MB record
     line(br#"{"provider":"aws","alias_tag":"","token":"eyJhbGciOiJIUzI1NiJ9.bm90IGpzb24.c2ln"}"#); // garbage JWT
     line(br#"{"hello":"world"}"#); // no known format
@@ -152,15 +198,29 @@ fn malformed_records_are_dead_letters_and_good_ones_are_stored() {
         kinds,
         "invalid_json\t1\ninvalid_token\t1\ninvalid_utf8\t1\ntoo_large\t1\nunknown_format\t1\nwrong_type\t1\n"
     );
-    let wrong = ch.query("SELECT reason, origin FROM dead_letters FINAL WHERE error_kind = 'wrong_type' FORMAT TSV");
+    let wrong = ch.query(
+        "SELECT reason, origin FROM dead_letters FINAL WHERE error_kind = 'wrong_type' FORMAT TSV",
+    );
     assert!(wrong.contains("at `eventTime`"), "{wrong}");
-    assert!(wrong.trim_end().ends_with(":6"), "origin names the line: {wrong}");
-    let big = ch.query("SELECT raw_size, length(raw) FROM dead_letters FINAL WHERE error_kind = 'too_large'");
+    assert!(
+        wrong.trim_end().ends_with(":6"),
+        "origin names the line: {wrong}"
+    );
+    let big = ch.query(
+        "SELECT raw_size, length(raw) FROM dead_letters FINAL WHERE error_kind = 'too_large'",
+    );
     let (size, kept) = big.trim().split_once('\t').unwrap();
     assert!(size.parse::<u64>().unwrap() > 10 << 20, "{big}");
-    assert!(kept.parse::<u64>().unwrap() <= 64 << 10, "raw is capped: {big}");
-    let garbage = ch.query("SELECT raw, reason FROM dead_letters FINAL WHERE error_kind = 'invalid_token'");
-    assert!(!garbage.contains("eyJhbGciOiJIUzI1NiJ9.bm90IGpzb24.c2ln"), "token leaked: {garbage}");
+    assert!(
+        kept.parse::<u64>().unwrap() <= 64 << 10,
+        "raw is capped: {big}"
+    );
+    let garbage =
+        ch.query("SELECT raw, reason FROM dead_letters FINAL WHERE error_kind = 'invalid_token'");
+    assert!(
+        !garbage.contains("eyJhbGciOiJIUzI1NiJ9.bm90IGpzb24.c2ln"),
+        "token leaked: {garbage}"
+    );
     assert!(garbage.contains("<redacted-jwt sha256:"), "{garbage}");
 
     // Replaying the bad file again adds no dead letter and no event.
@@ -180,9 +240,15 @@ fn replay_fails_loudly_when_clickhouse_is_down() {
     ch.stop();
     let out = ch.credtrail_with(
         &["replay", fixtures().to_str().unwrap()],
-        &[("CREDTRAIL_SINK_RETRY_MAX_ATTEMPTS", "2"), ("CREDTRAIL_SINK_RETRY_MAX_BACKOFF_MS", "200")],
+        &[
+            ("CREDTRAIL_SINK_RETRY_MAX_ATTEMPTS", "2"),
+            ("CREDTRAIL_SINK_RETRY_MAX_BACKOFF_MS", "200"),
+        ],
     );
     assert!(!out.status.success(), "replay must fail without ClickHouse");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("ClickHouse write failed after 2 attempts"), "{err}");
+    assert!(
+        err.contains("ClickHouse write failed after 2 attempts"),
+        "{err}"
+    );
 }

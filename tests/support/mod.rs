@@ -56,7 +56,13 @@ impl ClickHouse {
             DB_COUNTER.fetch_add(1, Ordering::SeqCst)
         );
         if let Ok(url) = std::env::var("CLICKHOUSE_URL") {
-            return ClickHouse { url, database, child: None, dir: None, http_port: 0 };
+            return ClickHouse {
+                url,
+                database,
+                child: None,
+                dir: None,
+                http_port: 0,
+            };
         }
         let server = Path::new("/usr/sbin/clickhouse-server");
         assert!(
@@ -78,16 +84,24 @@ impl ClickHouse {
 
     fn spawn(&mut self) {
         let dir = self.dir.as_ref().expect("own server").path();
-        let template = std::fs::read_to_string(repo_root().join("deploy/clickhouse/server-config.xml"))
-            .expect("server config template");
+        let template =
+            std::fs::read_to_string(repo_root().join("deploy/clickhouse/server-config.xml"))
+                .expect("server config template");
         let config = template
             .replace("@DIR@", &dir.display().to_string())
             .replace("@HTTP_PORT@", &self.http_port.to_string())
             .replace("@TCP_PORT@", &free_port().to_string());
         std::fs::write(dir.join("config.xml"), config).unwrap();
-        std::fs::copy(repo_root().join("deploy/clickhouse/users.xml"), dir.join("users.xml")).unwrap();
+        std::fs::copy(
+            repo_root().join("deploy/clickhouse/users.xml"),
+            dir.join("users.xml"),
+        )
+        .unwrap();
         let child = Command::new("/usr/sbin/clickhouse-server")
-            .arg(format!("--config-file={}", dir.join("config.xml").display()))
+            .arg(format!(
+                "--config-file={}",
+                dir.join("config.xml").display()
+            ))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -102,7 +116,10 @@ impl ClickHouse {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("clickhouse-server did not answer on {} within 30 s", self.url);
+        panic!(
+            "clickhouse-server did not answer on {} within 30 s",
+            self.url
+        );
     }
 
     /// Stops the server (SIGTERM, then SIGKILL), keeping its data for [`ClickHouse::restart`].
@@ -122,7 +139,10 @@ impl ClickHouse {
     }
 
     pub fn restart(&mut self) {
-        assert!(self.dir.is_some(), "restart needs a server this test started");
+        assert!(
+            self.dir.is_some(),
+            "restart needs a server this test started"
+        );
         self.stop();
         self.spawn();
     }
@@ -133,8 +153,16 @@ impl ClickHouse {
 
     /// Runs SQL in the test's database and returns the body (TabSeparated unless the SQL says).
     pub fn query(&self, sql: &str) -> String {
+        self.query_with(sql, "")
+    }
+
+    /// [`ClickHouse::query`] with URL settings (`&name=value...`).
+    pub fn query_with(&self, sql: &str, settings: &str) -> String {
         let mut r = agent()
-            .post(format!("{}/?database={}", self.url, self.database))
+            .post(format!(
+                "{}/?database={}{settings}",
+                self.url, self.database
+            ))
             .send(sql)
             .expect("clickhouse request");
         let body = r.body_mut().read_to_string().expect("utf-8 body");
@@ -148,7 +176,11 @@ impl ClickHouse {
             .send(sql)
             .expect("clickhouse request");
         assert_eq!(r.status(), 200, "query failed: {sql}");
-        r.body_mut().with_config().limit(1 << 30).read_to_vec().expect("body")
+        r.body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_vec()
+            .expect("body")
     }
 
     pub fn count(&self, sql: &str) -> u64 {
@@ -159,7 +191,10 @@ impl ClickHouse {
     pub fn env(&self) -> Vec<(String, String)> {
         vec![
             ("CREDTRAIL_CLICKHOUSE_URL".into(), self.url.clone()),
-            ("CREDTRAIL_CLICKHOUSE_DATABASE".into(), self.database.clone()),
+            (
+                "CREDTRAIL_CLICKHOUSE_DATABASE".into(),
+                self.database.clone(),
+            ),
             ("CREDTRAIL_LOG".into(), "warn".into()),
         ]
     }
@@ -171,7 +206,9 @@ impl ClickHouse {
 
     pub fn credtrail_with(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Output {
         let mut cmd = Command::new(BIN);
-        cmd.args(args).envs(self.env()).env_remove("CREDTRAIL_CONFIG");
+        cmd.args(args)
+            .envs(self.env())
+            .env_remove("CREDTRAIL_CONFIG");
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
@@ -242,7 +279,13 @@ impl Collector {
     }
 
     /// POSTs a body; returns status and parsed JSON.
-    pub fn post(&self, source: &str, token: Option<&str>, body: &[u8], gzip: bool) -> (u16, serde_json::Value) {
+    pub fn post(
+        &self,
+        source: &str,
+        token: Option<&str>,
+        body: &[u8],
+        gzip: bool,
+    ) -> (u16, serde_json::Value) {
         let mut req = agent().post(format!("{}/v1/ingest/{source}", self.url));
         if let Some(t) = token {
             req = req.header("Authorization", &format!("Bearer {t}"));
@@ -257,19 +300,32 @@ impl Collector {
         };
         let mut r = req.send(&payload[..]).expect("collector request");
         let status = r.status().as_u16();
-        let text = r.body_mut().with_config().limit(1 << 26).read_to_string().unwrap_or_default();
+        let text = r
+            .body_mut()
+            .with_config()
+            .limit(1 << 26)
+            .read_to_string()
+            .unwrap_or_default();
         let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
         (status, json)
     }
 
     pub fn get(&self, path: &str) -> (u16, String) {
-        let mut r = agent().get(format!("{}{path}", self.url)).call().expect("collector request");
-        (r.status().as_u16(), r.body_mut().read_to_string().unwrap_or_default())
+        let mut r = agent()
+            .get(format!("{}{path}", self.url))
+            .call()
+            .expect("collector request");
+        (
+            r.status().as_u16(),
+            r.body_mut().read_to_string().unwrap_or_default(),
+        )
     }
 
     /// Stops with SIGTERM (graceful drain) and returns whether it exited cleanly.
     pub fn stop(mut self) -> bool {
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {

@@ -15,6 +15,8 @@
 
 mod writer;
 
+pub use writer::EXISTING_DEDUP_KEYS_SQL;
+
 use crate::config::SinkConfig;
 use crate::metrics::Metrics;
 use crate::model::{DeadLetterRow, EventRow};

@@ -1,0 +1,40 @@
+"""Runs credtrail's modern DDL and shipped SQL on modern ClickHouse (chdb, in-process).
+
+Called by tests/modern_clickhouse.rs with one argument: a JSON spec
+  {"ddl": [statements], "tables": [{"name", "file"}], "queries": [{"name", "sql"}], "session": dir}
+The data files are RowBinary exported from the 18.16 server: loading them here proves that the
+two generations' schemas share one RowBinary encoding. Prints {"version", "counts", "results"} as
+JSON, each query's rows in JSONEachRow form.
+"""
+import json
+import sys
+
+from chdb import session
+
+
+def main():
+    spec = json.load(open(sys.argv[1]))
+    s = session.Session(spec["session"])
+    s.query("CREATE DATABASE IF NOT EXISTS credtrail")
+    s.query("USE credtrail")
+    # 18.16 is asked for the same: 64-bit integers as JSON numbers.
+    s.query("SET output_format_json_quote_64bit_integers = 0")
+    for stmt in spec["ddl"]:
+        s.query(stmt)
+    counts = {}
+    for t in spec["tables"]:
+        desc = s.query(f"DESCRIBE TABLE {t['name']}", "JSONEachRow").bytes().decode()
+        cols = [json.loads(line) for line in desc.splitlines() if line.strip()]
+        structure = ", ".join(f"{c['name']} {c['type']}" for c in cols).replace("'", "\\'")
+        s.query(f"INSERT INTO {t['name']} SELECT * FROM file('{t['file']}', 'RowBinary', '{structure}')")
+        counts[t["name"]] = int(s.query(f"SELECT count() FROM {t['name']}", "TSV").bytes().decode())
+    results = {}
+    for q in spec["queries"]:
+        out = s.query(q["sql"], "JSONEachRow").bytes().decode()
+        results[q["name"]] = [json.loads(line) for line in out.splitlines() if line.strip()]
+    version = s.query("SELECT version()", "TSV").bytes().decode().strip()
+    print(json.dumps({"version": version, "counts": counts, "results": results}))
+
+
+if __name__ == "__main__":
+    main()
