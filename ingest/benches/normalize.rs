@@ -1,1 +1,159 @@
-fn main() {}
+//! CloudTrail normalize throughput against a bare typed `serde_json` parse of the same bytes.
+//!
+//! `cargo bench -p credtrail-ingest --bench normalize` prints records/s and MB/s for both and the
+//! ratio (target: normalize at least 70% of the bare parse). The bare parse reads every field the
+//! normalizer reads into a typed struct, borrowing strings, and nothing else.
+
+use chrono::Utc;
+use credtrail_ingest::formats::{Normalized, cloudtrail};
+use serde::Deserialize;
+use std::borrow::Cow;
+use std::hint::black_box;
+use std::time::Instant;
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct Bare<'a> {
+    #[serde(rename = "eventTime", borrow)]
+    event_time: Cow<'a, str>,
+    #[serde(rename = "eventSource", borrow)]
+    event_source: Cow<'a, str>,
+    #[serde(rename = "eventName", borrow)]
+    event_name: Cow<'a, str>,
+    #[serde(rename = "eventID", borrow)]
+    event_id: Cow<'a, str>,
+    #[serde(rename = "awsRegion", borrow)]
+    aws_region: Option<Cow<'a, str>>,
+    #[serde(rename = "sourceIPAddress", borrow)]
+    source_ip_address: Option<Cow<'a, str>>,
+    #[serde(rename = "userAgent", borrow)]
+    user_agent: Option<Cow<'a, str>>,
+    #[serde(rename = "errorCode", borrow)]
+    error_code: Option<Cow<'a, str>>,
+    #[serde(rename = "recipientAccountId", borrow)]
+    recipient_account_id: Option<Cow<'a, str>>,
+    #[serde(rename = "userIdentity", borrow)]
+    user_identity: Option<BareIdentity<'a>>,
+    #[serde(rename = "requestParameters", borrow)]
+    request_parameters: Option<BareRequest<'a>>,
+    #[serde(rename = "responseElements", borrow)]
+    response_elements: Option<BareResponse<'a>>,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct BareIdentity<'a> {
+    #[serde(rename = "principalId", borrow)]
+    principal_id: Option<Cow<'a, str>>,
+    #[serde(rename = "userName", borrow)]
+    user_name: Option<Cow<'a, str>>,
+    #[serde(rename = "identityProvider", borrow)]
+    identity_provider: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct BareRequest<'a> {
+    #[serde(rename = "roleArn", borrow)]
+    role_arn: Option<Cow<'a, str>>,
+    #[serde(rename = "roleSessionName", borrow)]
+    role_session_name: Option<Cow<'a, str>>,
+    #[serde(rename = "durationSeconds")]
+    duration_seconds: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct BareResponse<'a> {
+    #[serde(borrow)]
+    credentials: Option<BareCredentials<'a>>,
+    #[serde(borrow)]
+    audience: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    provider: Option<Cow<'a, str>>,
+    #[serde(rename = "subjectFromWebIdentityToken", borrow)]
+    subject: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct BareCredentials<'a> {
+    #[serde(rename = "accessKeyId", borrow)]
+    access_key_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    expiration: Option<Cow<'a, str>>,
+}
+
+/// Realistic records: the fixture shapes with varied ids, phases, outcomes and expirations.
+fn corpus(n: usize) -> Vec<Vec<u8>> {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/cloudtrail");
+    let success = std::fs::read_to_string(format!("{root}/run_success_plan.json")).unwrap();
+    let success: serde_json::Value = serde_json::from_str(&success).unwrap();
+    let failures = std::fs::read_to_string(format!("{root}/failures.ndjson")).unwrap();
+    let failure: serde_json::Value =
+        serde_json::from_str(failures.lines().next().unwrap()).unwrap();
+    (0..n)
+        .map(|i| {
+            let mut v = if i % 10 == 0 {
+                failure.clone()
+            } else {
+                success.clone()
+            };
+            v["eventID"] = format!("{:08x}-6d3a-4c8e-9a31-1f0b8e7c2a01", i).into();
+            v["requestParameters"]["roleSessionName"] = format!("terraform-run-run-{i:016}").into();
+            serde_json::to_vec(&v).unwrap()
+        })
+        .collect()
+}
+
+fn measure(label: &str, records: &[Vec<u8>], bytes: usize, mut f: impl FnMut(&[u8])) -> f64 {
+    // Warm up, then take the best of five passes.
+    for r in records.iter().take(10_000) {
+        f(r);
+    }
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let t = Instant::now();
+        for r in records {
+            f(r);
+        }
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    let rate = records.len() as f64 / best;
+    println!(
+        "{label:<28} {:>10.0} records/s {:>8.1} MB/s",
+        rate,
+        bytes as f64 / best / 1e6
+    );
+    rate
+}
+
+fn main() {
+    let records = corpus(200_000);
+    let bytes: usize = records.iter().map(Vec::len).sum();
+    println!(
+        "{} CloudTrail AssumeRoleWithWebIdentity records, {:.0} bytes each on average",
+        records.len(),
+        bytes as f64 / records.len() as f64
+    );
+    let bare = measure("bare typed serde_json parse", &records, bytes, |r| {
+        black_box(serde_json::from_slice::<Bare<'_>>(r).unwrap());
+    });
+    let now = Utc::now();
+    let normalize =
+        measure(
+            "normalize (parse + row)",
+            &records,
+            bytes,
+            |r| match cloudtrail::normalize(r, now).unwrap() {
+                Normalized::Event(row) => {
+                    black_box(row);
+                }
+                Normalized::Ignored(_) => unreachable!(),
+            },
+        );
+    println!(
+        "normalize / bare parse = {:.0}% (target >= 70%)",
+        normalize / bare * 100.0
+    );
+}

@@ -414,17 +414,19 @@ fn deserialize_collecting(mut table: toml::Table, errors: &mut Vec<ConfigError>)
             Ok(c) => return c,
             Err(e) => {
                 let mut path = e.path().to_string();
+                // toml appends "in `path`" lines; the path is reported on its own.
                 let message = e.inner().to_string();
+                let message = message.lines().next().unwrap_or("").trim().to_owned();
                 // For an unknown key the path is its parent; name the key itself.
                 if let Some(name) = message
                     .strip_prefix("unknown field `")
                     .and_then(|r| r.split('`').next())
                 {
-                    path = if path == "." {
-                        name.to_owned()
-                    } else {
-                        format!("{path}.{name}")
-                    };
+                    if path == "." {
+                        path = name.to_owned();
+                    } else if !path.ends_with(&format!(".{name}")) {
+                        path = format!("{path}.{name}");
+                    }
                 }
                 let message = message
                     .split(", expected one of")

@@ -50,6 +50,10 @@ static JWT_SHAPE: LazyLock<Regex> = LazyLock::new(|| {
 /// Replaces every JWT-shaped string with `<redacted-jwt sha256:...>`, so dead letters and error
 /// messages can quote a bad record without leaking a token that may still be valid.
 pub fn redact_jwts(bytes: &[u8]) -> Cow<'_, [u8]> {
+    // Nearly every record has no token: a plain substring search settles that fastest.
+    if memchr::memmem::find(bytes, b"eyJ").is_none() {
+        return Cow::Borrowed(bytes);
+    }
     JWT_SHAPE.replace_all(bytes, |caps: &regex::bytes::Captures<'_>| {
         let token = String::from_utf8_lossy(&caps[0]);
         format!("<redacted-jwt {}>", token_fingerprint(&token)).into_bytes()

@@ -5,6 +5,7 @@ use anyhow::Context;
 use credtrail_ingest::metrics::Metrics;
 use credtrail_ingest::normalize::{Normalizer, SourceChoice};
 use credtrail_ingest::sink;
+use credtrail_ingest::sources::Intake;
 use credtrail_ingest::sources::replay::{Replay, ReplayStats, expand_paths};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
@@ -38,12 +39,14 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     let (sink, sink_task) = sink::spawn(store, config.sink.clone(), metrics.clone());
     let replay = Replay {
         choice,
-        normalizer: Normalizer {
-            max_dead_letter_bytes: config.limits.max_dead_letter_bytes,
+        intake: Intake {
+            normalizer: Normalizer {
+                max_dead_letter_bytes: config.limits.max_dead_letter_bytes,
+            },
+            max_record_bytes: config.limits.max_record_bytes,
+            metrics,
         },
-        max_record_bytes: config.limits.max_record_bytes,
         batch_rows: config.sink.batch_max_rows.min(5000),
-        metrics,
     };
     let started = Instant::now();
     let rt = tokio::runtime::Handle::current();

@@ -266,12 +266,17 @@ impl Collector {
         }
         let child = cmd.spawn().expect("start credtrail ingest");
         let url = format!("http://127.0.0.1:{port}");
+        // From here the Collector owns the child: dropping it on a failed start kills it.
+        let collector = Collector {
+            url: url.clone(),
+            child,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(r) = agent().get(format!("{url}/healthz")).call()
                 && r.status() == 200
             {
-                return Collector { url, child };
+                return collector;
             }
             std::thread::sleep(Duration::from_millis(50));
         }

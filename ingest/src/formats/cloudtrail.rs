@@ -12,15 +12,15 @@
 
 use super::{Normalized, Rejection, parse_json, parse_time};
 use crate::fingerprint::{redact_jwts, token_fingerprint};
-use crate::model::{EventKind, EventRow, Source, ip_bytes, outcome};
-use chrono::{DateTime, NaiveDateTime, Utc};
+use crate::model::{EventKind, EventRow, Source, Text, ip_bytes, outcome};
+use chrono::format::{Item, Parsed, StrftimeItems};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::net::IpAddr;
+use std::sync::LazyLock;
 
-/// The CloudTrail record fields credtrail reads. Nested objects are parsed only for the exchange
-/// events, so an unrelated API call with odd parameters can't fail the record.
+/// The CloudTrail record fields credtrail reads, nested objects typed: one pass over the bytes.
 #[derive(Debug, Deserialize)]
 pub struct Record<'a> {
     #[serde(rename = "eventTime", borrow)]
@@ -44,11 +44,21 @@ pub struct Record<'a> {
     #[serde(rename = "recipientAccountId", borrow, default)]
     pub recipient_account_id: Option<Cow<'a, str>>,
     #[serde(rename = "userIdentity", borrow, default)]
-    pub user_identity: Option<&'a RawValue>,
+    pub user_identity: Option<UserIdentity<'a>>,
     #[serde(rename = "requestParameters", borrow, default)]
-    pub request_parameters: Option<&'a RawValue>,
+    pub request_parameters: Option<RequestParameters<'a>>,
     #[serde(rename = "responseElements", borrow, default)]
-    pub response_elements: Option<&'a RawValue>,
+    pub response_elements: Option<ResponseElements<'a>>,
+}
+
+/// Just enough to tell an exchange from any other API call, whose nested objects may hold
+/// anything (the fallback when the typed parse fails).
+#[derive(Debug, Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "eventSource", borrow)]
+    event_source: Cow<'a, str>,
+    #[serde(rename = "eventName", borrow)]
+    event_name: Cow<'a, str>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -94,19 +104,32 @@ pub struct Credentials<'a> {
 }
 
 const EXCHANGE_EVENT: &str = "AssumeRoleWithWebIdentity";
+const IGNORED: &str = "cloudtrail event is not sts:AssumeRoleWithWebIdentity";
+
+fn is_exchange(source: &str, name: &str) -> bool {
+    name == EXCHANGE_EVENT && source == "sts.amazonaws.com"
+}
 const SESSION_PREFIX: &str = "terraform-run-";
 
 /// Normalizes one CloudTrail record.
 pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized, Rejection> {
-    let record: Record<'_> = parse_json(bytes)?;
-    if record.event_name != EXCHANGE_EVENT || record.event_source != "sts.amazonaws.com" {
-        return Ok(Normalized::Ignored(
-            "cloudtrail event is not sts:AssumeRoleWithWebIdentity",
-        ));
+    let record: Record<'_> = match serde_json::from_slice(bytes) {
+        Ok(r) => r,
+        // Another API call's parameters may not fit our types: that is not an error.
+        Err(_) => match parse_json::<Envelope<'_>>(bytes) {
+            Ok(e) if !is_exchange(&e.event_source, &e.event_name) => {
+                return Ok(Normalized::Ignored(IGNORED));
+            }
+            Ok(_) => return Err(parse_json::<Record<'_>>(bytes).expect_err("failed above")),
+            Err(rejection) => return Err(rejection),
+        },
+    };
+    if !is_exchange(&record.event_source, &record.event_name) {
+        return Ok(Normalized::Ignored(IGNORED));
     }
-    let identity: UserIdentity<'_> = nested(record.user_identity, "userIdentity")?;
-    let request: RequestParameters<'_> = nested(record.request_parameters, "requestParameters")?;
-    let response: ResponseElements<'_> = nested(record.response_elements, "responseElements")?;
+    let identity = record.user_identity.unwrap_or_default();
+    let request = record.request_parameters.unwrap_or_default();
+    let response = record.response_elements.unwrap_or_default();
 
     let event_time = parse_time(&record.event_time)
         .ok_or_else(|| Rejection::invalid_value("eventTime", &record.event_time))?;
@@ -116,19 +139,19 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized,
     let mut row = EventRow::new(
         EventKind::Exchange,
         Source::AwsCloudtrail,
-        record.event_id.clone().into_owned(),
+        record.event_id.as_ref().into(),
         "aws",
         event_time,
         ingest_time,
     );
-    row.event_name = EXCHANGE_EVENT.to_owned();
+    row.event_name = EXCHANGE_EVENT.into();
     match &record.error_code {
         Some(code) if !code.is_empty() => {
-            row.outcome = outcome::FAILURE.to_owned();
-            row.error_code = code.clone().into_owned();
-            row.error_message = record.error_message.as_deref().unwrap_or("").to_owned();
+            row.outcome = outcome::FAILURE.into();
+            row.error_code = code.as_ref().into();
+            row.error_message = record.error_message.as_deref().unwrap_or("").into();
         }
-        _ => row.outcome = outcome::SUCCESS.to_owned(),
+        _ => row.outcome = outcome::SUCCESS.into(),
     }
 
     let subject = identity
@@ -144,32 +167,32 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized,
         .unwrap_or("");
     row.issuer = issuer_from_provider_arn(provider_arn);
     row.audience = match response.audience.as_deref() {
-        Some(aud) => aud.to_owned(),
+        Some(aud) => aud.into(),
         None => audience_from_principal_id(
             identity.principal_id.as_deref().unwrap_or(""),
             provider_arn,
             subject,
         )
-        .to_owned(),
+        .into(),
     };
 
     let role_arn = request.role_arn.as_deref().unwrap_or("");
-    row.target_principal = role_arn.to_owned();
+    row.target_principal = role_arn.into();
     row.target_account = account_from_arn(role_arn)
         .or(record.recipient_account_id.as_deref())
         .unwrap_or("")
-        .to_owned();
+        .into();
     let session_name = request.role_session_name.as_deref().unwrap_or("");
-    row.session_name = session_name.to_owned();
+    row.session_name = session_name.into();
     row.run_id = session_name
         .strip_prefix(SESSION_PREFIX)
         .unwrap_or("")
-        .to_owned();
-    row.region = record.aws_region.as_deref().unwrap_or("").to_owned();
+        .into();
+    row.region = record.aws_region.as_deref().unwrap_or("").into();
 
     let mut raw = Cow::Borrowed(bytes);
     if let Some(creds) = &response.credentials {
-        row.session_id = creds.access_key_id.as_deref().unwrap_or("").to_owned();
+        row.session_id = creds.access_key_id.as_deref().unwrap_or("").into();
         row.session_expiry = creds.expiration.as_deref().and_then(parse_expiration);
         if let Some(token) = creds.session_token.as_deref()
             && !is_placeholder(token)
@@ -188,28 +211,21 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized,
         .and_then(|ip| ip.parse::<IpAddr>().ok())
         .map(ip_bytes)
         .unwrap_or([0; 16]);
-    row.user_agent = record.user_agent.as_deref().unwrap_or("").to_owned();
+    row.user_agent = record.user_agent.as_deref().unwrap_or("").into();
     row.raw = redact_jwts(&raw).into_owned();
     Ok(Normalized::Event(Box::new(row)))
 }
 
-/// Parses an optional nested object, treating absent and `null` alike.
-fn nested<'a, T: Deserialize<'a> + Default>(
-    raw: Option<&'a RawValue>,
-    field: &str,
-) -> Result<T, Rejection> {
-    match raw {
-        None => Ok(T::default()),
-        Some(raw) if raw.get() == "null" => Ok(T::default()),
-        Some(raw) => parse_json(raw.get().as_bytes()).map_err(|r| r.within(field)),
-    }
-}
-
 /// `arn:aws:iam::123:oidc-provider/app.terraform.io` -> `https://app.terraform.io`.
-pub fn issuer_from_provider_arn(arn: &str) -> String {
+pub fn issuer_from_provider_arn(arn: &str) -> Text {
     match arn.split_once(":oidc-provider/") {
-        Some((_, host)) if !host.is_empty() => format!("https://{host}"),
-        _ => String::new(),
+        Some((_, host)) if !host.is_empty() => {
+            let mut issuer = Text::with_capacity(8 + host.len());
+            issuer.push_str("https://");
+            issuer.push_str(host);
+            issuer
+        }
+        _ => Text::default(),
     }
 }
 
@@ -238,21 +254,37 @@ fn account_from_arn(arn: &str) -> Option<&str> {
 /// CloudTrail writes `expiration` as free text: `Jul 9, 2024, 4:41:37 PM` in the console's style,
 /// ISO 8601 elsewhere. Both are UTC.
 pub fn parse_expiration(text: &str) -> Option<DateTime<Utc>> {
-    if let Some(t) = parse_time(text) {
+    if text.starts_with(|c: char| c.is_ascii_digit())
+        && let Some(t) = parse_time(text)
+    {
         return Some(t);
     }
-    const FORMATS: [&str; 4] = [
-        "%b %d, %Y, %I:%M:%S %p",
-        "%b %d, %Y %I:%M:%S %p",
-        "%b %d, %Y, %H:%M:%S",
-        "%Y-%m-%d %H:%M:%S",
-    ];
-    FORMATS.iter().find_map(|f| {
-        NaiveDateTime::parse_from_str(text.trim(), f)
+    CONSOLE_FORMATS.iter().find_map(|items| {
+        let mut parsed = Parsed::new();
+        chrono::format::parse(&mut parsed, text.trim(), items.iter()).ok()?;
+        parsed
+            .to_naive_datetime_with_offset(0)
             .ok()
             .map(|t| t.and_utc())
     })
 }
+
+/// The console-style layouts, compiled once (parsing a format string per record is slow).
+static CONSOLE_FORMATS: LazyLock<Vec<Vec<Item<'static>>>> = LazyLock::new(|| {
+    [
+        "%b %d, %Y, %I:%M:%S %p",
+        "%b %d, %Y %I:%M:%S %p",
+        "%b %d, %Y, %H:%M:%S",
+        "%Y-%m-%d %H:%M:%S",
+    ]
+    .iter()
+    .map(|f| {
+        StrftimeItems::new(f)
+            .parse_to_owned()
+            .expect("static format")
+    })
+    .collect()
+});
 
 fn is_placeholder(token: &str) -> bool {
     token.is_empty() || token.starts_with('<') || token.contains("redacted")

@@ -12,7 +12,7 @@
 
 use super::{Normalized, Rejection, parse_json};
 use crate::fingerprint::{redact_jwts, token_fingerprint};
-use crate::model::{EventKind, EventRow, Source, outcome};
+use crate::model::{EventKind, EventRow, Source, Text, outcome};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
@@ -75,7 +75,7 @@ pub enum Audience<'a> {
 impl Audience<'_> {
     fn joined(&self) -> String {
         match self {
-            Audience::One(a) => a.clone().into_owned(),
+            Audience::One(a) => a.as_ref().into(),
             Audience::Many(v) => v.join(","),
         }
     }
@@ -113,7 +113,7 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized,
             if !is_fingerprint(fingerprint) {
                 return Err(Rejection::invalid_value("token_fingerprint", fingerprint));
             }
-            (claims, fingerprint.to_owned())
+            (claims, fingerprint.into())
         }
         (None, None) => return Err(Rejection::missing("claims` or `token")),
     };
@@ -133,37 +133,38 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized,
     };
     // The jti names the token; without one (a non-HCP token) the fingerprint does.
     let event_id = match claims.jti.as_deref() {
-        Some(jti) if !jti.is_empty() => jti.to_owned(),
+        Some(jti) if !jti.is_empty() => jti.into(),
         _ => fingerprint.clone(),
     };
 
     let mut row = EventRow::new(
         EventKind::Issuance,
         Source::HcpIssuance,
-        event_id,
+        event_id.into(),
         &record.provider,
         issued_at,
         ingest_time,
     );
-    row.event_name = "WorkloadIdentityToken".to_owned();
-    row.outcome = outcome::ISSUED.to_owned();
+    row.event_name = "WorkloadIdentityToken".into();
+    row.outcome = outcome::ISSUED.into();
     row.set_subject(&claims.sub);
     if let Some(phase) = claims.terraform_run_phase.as_deref() {
-        row.run_phase = phase.to_owned();
+        row.run_phase = phase.into();
     }
-    row.issuer = claims.iss.as_deref().unwrap_or("").to_owned();
+    row.issuer = claims.iss.as_deref().unwrap_or("").into();
     row.audience = claims
         .aud
         .as_ref()
         .map(Audience::joined)
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .into();
     row.org_id = owned(&claims.terraform_organization_id);
     row.project_id = owned(&claims.terraform_project_id);
     row.workspace_id = owned(&claims.terraform_workspace_id);
     row.run_id = owned(&claims.terraform_run_id);
     row.jti = owned(&claims.jti);
-    row.token_fingerprint = fingerprint.clone();
-    row.alias_tag = record.alias_tag.clone().into_owned();
+    row.token_fingerprint = fingerprint.as_str().into();
+    row.alias_tag = record.alias_tag.as_ref().into();
     row.token_issued_at = Some(issued_at);
     row.token_expires_at = expires_at;
     row.duration_seconds = claims
@@ -181,8 +182,8 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized,
     Ok(Normalized::Event(Box::new(row)))
 }
 
-fn owned(v: &Option<Cow<'_, str>>) -> String {
-    v.as_deref().unwrap_or("").to_owned()
+fn owned(v: &Option<Cow<'_, str>>) -> Text {
+    v.as_deref().unwrap_or("").into()
 }
 
 /// Tags may hold only letters, digits and underscores, and `TYPE` is reserved (domain.md §1.3).

@@ -20,6 +20,10 @@ use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv6Addr};
 
+/// Text columns of [`EventRow`]: most values are short (ids, names, codes) and stay inline,
+/// which spares the normalizer an allocation per column.
+pub type Text = compact_str::CompactString;
+
 /// What a row records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
@@ -92,42 +96,42 @@ pub struct EventRow {
     #[serde(with = "clickhouse::serde::chrono::datetime")]
     pub ingest_time: DateTime<Utc>,
     pub dedup_key: u64,
-    pub event_kind: String,
-    pub source: String,
-    pub source_event_id: String,
+    pub event_kind: Text,
+    pub source: Text,
+    pub source_event_id: Text,
     /// aws, gcp, azure, vault, hcp.
-    pub provider: String,
-    pub event_name: String,
-    pub outcome: String,
-    pub error_code: String,
-    pub error_message: String,
-    pub issuer: String,
-    pub audience: String,
-    pub subject: String,
-    pub token_type: String,
-    pub org_name: String,
-    pub project_name: String,
-    pub workspace_name: String,
-    pub run_phase: String,
-    pub org_id: String,
-    pub project_id: String,
-    pub workspace_id: String,
-    pub run_id: String,
+    pub provider: Text,
+    pub event_name: Text,
+    pub outcome: Text,
+    pub error_code: Text,
+    pub error_message: Text,
+    pub issuer: Text,
+    pub audience: Text,
+    pub subject: Text,
+    pub token_type: Text,
+    pub org_name: Text,
+    pub project_name: Text,
+    pub workspace_name: Text,
+    pub run_phase: Text,
+    pub org_id: Text,
+    pub project_id: Text,
+    pub workspace_id: Text,
+    pub run_id: Text,
     /// Issuance only: exchange logs never carry the JWT ID.
-    pub jti: String,
+    pub jti: Text,
     /// Issuance only: `sha256:<hex>` of the token bytes; the token itself is never kept.
-    pub token_fingerprint: String,
+    pub token_fingerprint: Text,
     /// The multiple-configurations tag (`TFC_*_<TAG>`); empty for the default configuration or
     /// until attribution knows better.
-    pub alias_tag: String,
-    pub region: String,
+    pub alias_tag: Text,
+    pub region: Text,
     /// AWS account, GCP project number, Entra tenant, Vault namespace.
-    pub target_account: String,
+    pub target_account: Text,
     /// Role ARN, service account, client id, Vault role.
-    pub target_principal: String,
-    pub session_name: String,
+    pub target_principal: Text,
+    pub session_name: Text,
     /// AWS access key id of the issued session: the join key to the session's later API calls.
-    pub session_id: String,
+    pub session_id: Text,
     #[serde(with = "clickhouse::serde::chrono::datetime::option")]
     pub session_expiry: Option<DateTime<Utc>>,
     pub duration_seconds: Option<u32>,
@@ -137,7 +141,7 @@ pub struct EventRow {
     pub token_expires_at: Option<DateTime<Utc>>,
     /// IPv6, IPv4 as IPv4-mapped; all zero when the caller was not an IP (an AWS service).
     pub source_ip: [u8; 16],
-    pub user_agent: String,
+    pub user_agent: Text,
     /// The source record as received (scrubbed of secrets), for forensics; compressed by ClickHouse.
     #[serde(with = "serde_bytes")]
     pub raw: Vec<u8>,
@@ -148,7 +152,7 @@ impl EventRow {
     pub fn new(
         kind: EventKind,
         source: Source,
-        source_event_id: String,
+        source_event_id: Text,
         provider: &str,
         event_time: DateTime<Utc>,
         ingest_time: DateTime<Utc>,
@@ -158,40 +162,40 @@ impl EventRow {
             event_ms: event_time.timestamp_subsec_millis().min(999) as u16,
             ingest_time: trunc_seconds(ingest_time),
             dedup_key: crate::fingerprint::dedup_key(source, &source_event_id),
-            event_kind: kind.as_str().to_owned(),
-            source: source.as_str().to_owned(),
+            event_kind: Text::const_new(kind.as_str()),
+            source: Text::const_new(source.as_str()),
             source_event_id,
-            provider: provider.to_owned(),
-            event_name: String::new(),
-            outcome: String::new(),
-            error_code: String::new(),
-            error_message: String::new(),
-            issuer: String::new(),
-            audience: String::new(),
-            subject: String::new(),
-            token_type: String::new(),
-            org_name: String::new(),
-            project_name: String::new(),
-            workspace_name: String::new(),
-            run_phase: String::new(),
-            org_id: String::new(),
-            project_id: String::new(),
-            workspace_id: String::new(),
-            run_id: String::new(),
-            jti: String::new(),
-            token_fingerprint: String::new(),
-            alias_tag: String::new(),
-            region: String::new(),
-            target_account: String::new(),
-            target_principal: String::new(),
-            session_name: String::new(),
-            session_id: String::new(),
+            provider: provider.into(),
+            event_name: Text::default(),
+            outcome: Text::default(),
+            error_code: Text::default(),
+            error_message: Text::default(),
+            issuer: Text::default(),
+            audience: Text::default(),
+            subject: Text::default(),
+            token_type: Text::default(),
+            org_name: Text::default(),
+            project_name: Text::default(),
+            workspace_name: Text::default(),
+            run_phase: Text::default(),
+            org_id: Text::default(),
+            project_id: Text::default(),
+            workspace_id: Text::default(),
+            run_id: Text::default(),
+            jti: Text::default(),
+            token_fingerprint: Text::default(),
+            alias_tag: Text::default(),
+            region: Text::default(),
+            target_account: Text::default(),
+            target_principal: Text::default(),
+            session_name: Text::default(),
+            session_id: Text::default(),
             session_expiry: None,
             duration_seconds: None,
             token_issued_at: None,
             token_expires_at: None,
             source_ip: [0; 16],
-            user_agent: String::new(),
+            user_agent: Text::default(),
             raw: Vec::new(),
         }
     }
@@ -199,12 +203,12 @@ impl EventRow {
     /// Fills the subject and every part parsed from it.
     pub fn set_subject(&mut self, subject: &str) {
         let parsed = Subject::parse(subject);
-        self.subject = subject.to_owned();
-        self.token_type = parsed.token_type.as_str().to_owned();
-        self.org_name = parsed.organization.to_owned();
-        self.project_name = parsed.project.to_owned();
-        self.workspace_name = parsed.workspace.to_owned();
-        self.run_phase = parsed.run_phase.to_owned();
+        self.subject = subject.into();
+        self.token_type = Text::const_new(parsed.token_type.as_str());
+        self.org_name = parsed.organization.into();
+        self.project_name = parsed.project.into();
+        self.workspace_name = parsed.workspace.into();
+        self.run_phase = parsed.run_phase.into();
     }
 
     /// The event time with its milliseconds.

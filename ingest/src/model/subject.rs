@@ -46,8 +46,18 @@ impl<'a> Subject<'a> {
             run_phase: "",
             module: "",
         };
-        let parts: Vec<&str> = sub.split(':').collect();
-        match parts.as_slice() {
+        // At most 9 parts are ever meaningful; more means not an HCP subject.
+        let mut buf = [""; 9];
+        let mut n = 0;
+        for part in sub.split(':') {
+            if n == buf.len() {
+                return unknown;
+            }
+            buf[n] = part;
+            n += 1;
+        }
+        let parts = &buf[..n];
+        match parts {
             [
                 "organization",
                 org,

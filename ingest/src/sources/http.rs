@@ -7,7 +7,7 @@
 //! by SHA-256 digest in constant time. `/healthz` is liveness, `/readyz` checks ClickHouse and
 //! the schema, `/metrics` is the Prometheus exposition.
 
-use super::{RecordError, Tally, frame_input};
+use super::{Intake, RecordError, Tally};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::normalize::{Normalizer, SourceChoice};
@@ -32,10 +32,9 @@ struct AppState {
     sink: SinkHandle,
     store: Store,
     metrics: Metrics,
-    normalizer: Normalizer,
+    intake: Intake,
     token_digests: Vec<[u8; 32]>,
     allow_unauthenticated: bool,
-    max_record_bytes: usize,
     ack_timeout: Duration,
 }
 
@@ -67,16 +66,19 @@ pub fn router(
     let state = Arc::new(AppState {
         sink,
         store,
-        metrics,
-        normalizer: Normalizer {
-            max_dead_letter_bytes: config.limits.max_dead_letter_bytes,
+        intake: Intake {
+            normalizer: Normalizer {
+                max_dead_letter_bytes: config.limits.max_dead_letter_bytes,
+            },
+            max_record_bytes: config.limits.max_record_bytes,
+            metrics: metrics.clone(),
         },
+        metrics,
         token_digests: tokens
             .iter()
             .map(|t| Sha256::digest(t.as_bytes()).into())
             .collect(),
         allow_unauthenticated: config.http.allow_unauthenticated,
-        max_record_bytes: config.limits.max_record_bytes,
         ack_timeout: Duration::from_secs(config.http.ack_timeout_secs),
     });
     Router::new()
@@ -198,14 +200,11 @@ async fn ingest_inner(
     let st = Arc::clone(state);
     let framed = tokio::task::spawn_blocking(move || {
         let mut out = (Batch::default(), Tally::default(), Vec::new());
-        let result = frame_input(
+        let result = st.intake.frame(
             std::io::Cursor::new(body),
             choice,
             "http",
-            &st.normalizer,
-            st.max_record_bytes,
             usize::MAX,
-            &st.metrics,
             |batch, tally, errors, _| out = (batch, tally, errors),
         );
         result.map(|()| out)

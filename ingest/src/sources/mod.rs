@@ -29,20 +29,41 @@ pub struct RecordError {
     pub reason: String,
 }
 
-/// Frames and normalizes a whole input into batches of at most `batch_rows` rows, calling
-/// `emit` for each full batch (and the last partial one).
-pub fn frame_input(
+/// What every source shares to turn bytes into rows.
+#[derive(Clone)]
+pub struct Intake {
+    pub normalizer: Normalizer,
+    pub max_record_bytes: usize,
+    pub metrics: Metrics,
+}
+
+impl Intake {
+    /// Frames and normalizes a whole input into batches of at most `batch_rows` rows, calling
+    /// `emit` with each full batch (and the last partial one), its tally, the rejected records'
+    /// reasons and the input bytes it covered.
+    pub fn frame(
+        &self,
+        reader: impl Read + 'static,
+        choice: SourceChoice,
+        origin: &str,
+        batch_rows: usize,
+        emit: impl FnMut(Batch, Tally, Vec<RecordError>, u64),
+    ) -> std::io::Result<()> {
+        frame_input(reader, choice, origin, self, batch_rows, emit)
+    }
+}
+
+fn frame_input(
     reader: impl Read + 'static,
     choice: SourceChoice,
     origin: &str,
-    normalizer: &Normalizer,
-    max_record_bytes: usize,
+    intake: &Intake,
     batch_rows: usize,
-    metrics: &Metrics,
     mut emit: impl FnMut(Batch, Tally, Vec<RecordError>, u64),
 ) -> std::io::Result<()> {
+    let (normalizer, metrics) = (&intake.normalizer, &intake.metrics);
     let reader = decompressing(reader)?;
-    let mut framer = Framer::new(reader, max_record_bytes);
+    let mut framer = Framer::new(reader, intake.max_record_bytes);
     let mut batch = Batch::default();
     let mut tally = Tally::default();
     let mut errors = Vec::new();

@@ -4,9 +4,8 @@
 //! blocking thread and written through the same sink as live traffic, with a few batches in
 //! flight. Replaying a file twice stores nothing new: the second pass counts duplicates.
 
-use super::{Tally, frame_input};
-use crate::metrics::Metrics;
-use crate::normalize::{Normalizer, SourceChoice};
+use super::{Intake, Tally};
+use crate::normalize::SourceChoice;
 use crate::sink::{Ack, Pending, SinkError, SinkHandle};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -42,10 +41,8 @@ pub enum ReplayError {
 /// Settings for one replay.
 pub struct Replay {
     pub choice: SourceChoice,
-    pub normalizer: Normalizer,
-    pub max_record_bytes: usize,
+    pub intake: Intake,
     pub batch_rows: usize,
-    pub metrics: Metrics,
 }
 
 /// Expands directories into their files, sorted, skipping hidden ones.
@@ -118,36 +115,34 @@ impl Replay {
             let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
             let origin = format!("file:{}", canonical.display());
             let mut failure: Option<SinkError> = None;
-            frame_input(
-                file,
-                self.choice,
-                &origin,
-                &self.normalizer,
-                self.max_record_bytes,
-                self.batch_rows,
-                &self.metrics,
-                |batch, tally, _errors, bytes| {
-                    if failure.is_some() {
-                        return;
-                    }
-                    stats.bytes += bytes;
-                    match rt.block_on(sink.submit(batch)) {
-                        Ok(p) => in_flight.push_back((p, tally)),
-                        Err(e) => failure = Some(e),
-                    }
-                    while in_flight.len() > IN_FLIGHT {
-                        let (p, t) = in_flight.pop_front().expect("non-empty");
-                        if let Err(e) = settle(p, t, &mut stats) {
-                            failure = Some(e);
+            self.intake
+                .frame(
+                    file,
+                    self.choice,
+                    &origin,
+                    self.batch_rows,
+                    |batch, tally, _errors, bytes| {
+                        if failure.is_some() {
+                            return;
                         }
-                        progress(&stats);
-                    }
-                },
-            )
-            .map_err(|error| ReplayError::Io {
-                path: path.clone(),
-                error,
-            })?;
+                        stats.bytes += bytes;
+                        match rt.block_on(sink.submit(batch)) {
+                            Ok(p) => in_flight.push_back((p, tally)),
+                            Err(e) => failure = Some(e),
+                        }
+                        while in_flight.len() > IN_FLIGHT {
+                            let (p, t) = in_flight.pop_front().expect("non-empty");
+                            if let Err(e) = settle(p, t, &mut stats) {
+                                failure = Some(e);
+                            }
+                            progress(&stats);
+                        }
+                    },
+                )
+                .map_err(|error| ReplayError::Io {
+                    path: path.clone(),
+                    error,
+                })?;
             if let Some(e) = failure {
                 return Err(e.into());
             }
