@@ -3,7 +3,8 @@
 # clickhouse-server, a Python venv with chdb-core for the modern-ClickHouse check), then rustfmt,
 # clippy with warnings as errors, and every test of the workspace. Tests start and stop their own
 # servers on free loopback ports.
-set -euo pipefail
+set -eo pipefail
+set -u
 cd "$(dirname "$0")/.."
 
 deploy/clickhouse/local.sh install
@@ -17,4 +18,10 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
-cargo test --workspace
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace 2>&1 | tee "$log" || status=$?
+# One closing line over every test binary, in the plain "N passed, N failed" form.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "credtrail: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

@@ -210,7 +210,11 @@ impl<R: BufRead> Framer<R> {
         all.extend_from_slice(&rest);
         let mut stream = serde_json::Deserializer::from_slice(&all).into_iter::<&RawValue>();
         loop {
-            let offset = stream.byte_offset();
+            // The next document starts at the first non-blank byte after the previous one.
+            let mut offset = stream.byte_offset();
+            while all.get(offset).is_some_and(u8::is_ascii_whitespace) {
+                offset += 1;
+            }
             match stream.next() {
                 None => break,
                 Some(Ok(doc)) => {

@@ -76,11 +76,15 @@ pub fn render(
     Ok(split_statements(&text))
 }
 
-/// Splits on `;` at the end of a line; drops comment-only and empty pieces.
+/// Splits on `;` at the end of a line, dropping `--` comment lines and empty statements (the
+/// templates' comments are for readers of the files, not for the server).
 fn split_statements(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut current = String::new();
     for line in text.lines() {
+        if line.trim_start().starts_with("--") {
+            continue;
+        }
         let trimmed = line.trim_end();
         if let Some(stmt_end) = trimmed.strip_suffix(';') {
             current.push_str(stmt_end);
@@ -96,10 +100,7 @@ fn split_statements(text: &str) -> Vec<String> {
 }
 
 fn push_statement(out: &mut Vec<String>, stmt: &str) {
-    let has_code = stmt
-        .lines()
-        .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with("--"));
-    if has_code {
+    if !stmt.trim().is_empty() {
         out.push(stmt.trim().to_owned());
     }
 }
@@ -234,6 +235,6 @@ mod tests {
     #[test]
     fn statements_split_on_line_end_semicolons_only() {
         let s = split_statements("-- c;\nSELECT 'a;b';\n\nSELECT 2;\n-- trailing\n");
-        assert_eq!(s, vec!["-- c;\nSELECT 'a;b'", "SELECT 2"]);
+        assert_eq!(s, vec!["SELECT 'a;b'", "SELECT 2"]);
     }
 }
