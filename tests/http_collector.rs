@@ -207,3 +207,91 @@ fn an_outage_answers_503_and_loses_nothing() {
     assert_eq!(ch.count("SELECT count() FROM events FINAL"), 8);
     assert_eq!(ch.count("SELECT uniqExact(source_event_id) FROM events"), 8);
 }
+
+#[test]
+fn tls_serves_https_with_the_configured_certificate() {
+    let ch = ClickHouse::start();
+    ch.migrate();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (Debian's openssl package) makes the test certificate");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let port = support::free_port();
+    let mut child = std::process::Command::new(support::BIN)
+        .arg("ingest")
+        .envs(ch.env())
+        .env("CREDTRAIL_HTTP_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CREDTRAIL_HTTP_AUTH_TOKENS", TOKEN)
+        .env("CREDTRAIL_HTTP_TLS_CERT_FILE", &cert)
+        .env("CREDTRAIL_HTTP_TLS_KEY_FILE", &key)
+        .spawn()
+        .unwrap();
+    let body = fixtures().join("cloudtrail/run_success_plan.json");
+    let curl = |extra: &[&str]| {
+        let mut cmd = std::process::Command::new("curl");
+        cmd.args([
+            "-sS",
+            "--retry",
+            "20",
+            "--retry-connrefused",
+            "--retry-delay",
+            "0",
+        ])
+        .args(extra);
+        cmd.output().unwrap()
+    };
+    let https = format!("https://127.0.0.1:{port}/v1/ingest/cloudtrail");
+    let out = curl(&[
+        "--cacert",
+        cert.to_str().unwrap(),
+        "-H",
+        &format!("Authorization: Bearer {TOKEN}"),
+        "--data-binary",
+        &format!("@{}", body.display()),
+        &https,
+    ]);
+    let plain = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &format!("http://127.0.0.1:{port}/healthz"),
+    ]);
+    let _ = child.kill();
+    let _ = child.wait();
+    let resp: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "no JSON over HTTPS: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(resp["stored"], 1, "{resp}");
+    assert_ne!(
+        String::from_utf8_lossy(&plain.stdout),
+        "200",
+        "plain HTTP must not be served"
+    );
+    assert_eq!(ch.count("SELECT count() FROM events FINAL"), 1);
+}
