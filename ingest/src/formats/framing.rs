@@ -196,15 +196,21 @@ impl<R: BufRead> Framer<R> {
     fn stream_documents(&mut self, first: Vec<u8>) {
         self.mode = Mode::Done;
         let start_line = self.line;
+        // Pretty-printed input is read whole; cap it so a huge one cannot exhaust memory.
+        let cap = self.max_record_bytes as u64 * 64;
         let mut rest = Vec::new();
-        if let Err(e) = (&mut self.reader)
-            .take(self.max_record_bytes as u64 * 64)
-            .read_to_end(&mut rest)
-        {
+        if let Err(e) = (&mut self.reader).take(cap).read_to_end(&mut rest) {
             self.input_error(e);
             return;
         }
         self.bytes_read += rest.len() as u64;
+        if rest.len() as u64 == cap && !self.reader.fill_buf().is_ok_and(|b| b.is_empty()) {
+            let reason = format!(
+                "pretty-printed JSON input over {cap} bytes; send it as NDJSON (one record per line)"
+            );
+            self.broken(Rejection::new(ErrorKind::TooLarge, reason), first, cap);
+            return;
+        }
         let mut all = first;
         all.push(b'\n');
         all.extend_from_slice(&rest);
@@ -405,6 +411,22 @@ mod tests {
         let ps = pieces(b"{\n \"a\": 1\n}\n{\n \"a\": 2\n}\n", 1024);
         assert_eq!(records(&ps).len(), 2);
         assert_eq!(ps[1].position(), "4");
+    }
+
+    #[test]
+    fn oversized_pretty_input_is_refused_not_truncated() {
+        let mut input = b"{\n".to_vec();
+        for i in 0..200 {
+            input.extend(format!(" \"k{i}\": {i},\n").bytes());
+        }
+        input.extend(b" \"end\": 0\n}\n");
+        let ps = pieces(&input, 16);
+        assert_eq!(ps.len(), 1);
+        let Piece::Broken(b) = &ps[0] else {
+            panic!("expected a refusal")
+        };
+        assert_eq!(b.rejection.kind, ErrorKind::TooLarge);
+        assert!(records(&pieces(&input, 1024)).len() == 1);
     }
 
     #[test]
