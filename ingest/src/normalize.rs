@@ -26,7 +26,8 @@ impl SourceChoice {
         }
     }
 
-    fn label(self) -> &'static str {
+    /// The metric and dead-letter label of the choice.
+    pub fn label(self) -> &'static str {
         match self {
             SourceChoice::Auto => "auto",
             SourceChoice::Known(s) => s.as_str(),

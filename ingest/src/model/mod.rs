@@ -18,7 +18,7 @@ pub use subject::{Subject, TokenType};
 use chrono::{DateTime, Utc};
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 
 /// Text columns of [`EventRow`]: most values are short (ids, names, codes) and stay inline,
 /// which spares the normalizer an allocation per column.
@@ -210,11 +210,6 @@ impl EventRow {
         self.workspace_name = parsed.workspace.into();
         self.run_phase = parsed.run_phase.into();
     }
-
-    /// The event time with its milliseconds.
-    pub fn event_time_precise(&self) -> DateTime<Utc> {
-        self.event_time + chrono::Duration::milliseconds(i64::from(self.event_ms))
-    }
 }
 
 fn trunc_seconds(t: DateTime<Utc>) -> DateTime<Utc> {
@@ -227,18 +222,6 @@ pub fn ip_bytes(ip: IpAddr) -> [u8; 16] {
         IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
         IpAddr::V6(v6) => v6.octets(),
     }
-}
-
-/// The inverse of [`ip_bytes`]; `None` for the all-zero "not an IP" value.
-pub fn ip_from_bytes(bytes: [u8; 16]) -> Option<IpAddr> {
-    if bytes == [0; 16] {
-        return None;
-    }
-    let v6 = Ipv6Addr::from(bytes);
-    Some(match v6.to_ipv4_mapped() {
-        Some(v4) => IpAddr::V4(v4),
-        None => IpAddr::V6(v6),
-    })
 }
 
 /// A record that could not be parsed or normalized, kept with the reason.

@@ -84,7 +84,7 @@ fn frame_input(
             Outcome::Ignored(_) => {
                 metrics
                     .records
-                    .with_label_values(&[choice_label(choice), "ignored"])
+                    .with_label_values(&[choice.label(), "ignored"])
                     .inc();
                 tally.ignored += 1;
             }
@@ -116,11 +116,4 @@ fn frame_input(
     let bytes = framer.bytes_read - last_bytes;
     emit(batch, tally, errors, bytes);
     Ok(())
-}
-
-fn choice_label(choice: SourceChoice) -> &'static str {
-    match choice {
-        SourceChoice::Auto => "auto",
-        SourceChoice::Known(s) => s.as_str(),
-    }
 }
