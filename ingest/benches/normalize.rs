@@ -30,6 +30,8 @@ struct Bare<'a> {
     user_agent: Option<Cow<'a, str>>,
     #[serde(rename = "errorCode", borrow)]
     error_code: Option<Cow<'a, str>>,
+    #[serde(rename = "errorMessage", borrow)]
+    error_message: Option<Cow<'a, str>>,
     #[serde(rename = "recipientAccountId", borrow)]
     recipient_account_id: Option<Cow<'a, str>>,
     #[serde(rename = "userIdentity", borrow)]
@@ -82,6 +84,8 @@ struct BareCredentials<'a> {
     access_key_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     expiration: Option<Cow<'a, str>>,
+    #[serde(rename = "sessionToken", borrow)]
+    session_token: Option<Cow<'a, str>>,
 }
 
 /// Realistic records: the fixture shapes with varied ids, phases, outcomes and expirations.

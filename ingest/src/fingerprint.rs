@@ -43,6 +43,10 @@ pub fn hash_parts(parts: &[&[u8]]) -> u64 {
 }
 
 /// Something shaped like a JWS compact token: three base64url segments, the first a JSON header.
+/// Every JWT starts with `eyJ` (base64url of `{"`); the searcher is built once.
+static JWT_PREFIX: LazyLock<memchr::memmem::Finder<'static>> =
+    LazyLock::new(|| memchr::memmem::Finder::new(b"eyJ"));
+
 static JWT_SHAPE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*").expect("static regex")
 });
@@ -51,7 +55,7 @@ static JWT_SHAPE: LazyLock<Regex> = LazyLock::new(|| {
 /// messages can quote a bad record without leaking a token that may still be valid.
 pub fn redact_jwts(bytes: &[u8]) -> Cow<'_, [u8]> {
     // Nearly every record has no token: a plain substring search settles that fastest.
-    if memchr::memmem::find(bytes, b"eyJ").is_none() {
+    if JWT_PREFIX.find(bytes).is_none() {
         return Cow::Borrowed(bytes);
     }
     JWT_SHAPE.replace_all(bytes, |caps: &regex::bytes::Captures<'_>| {

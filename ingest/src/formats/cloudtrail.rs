@@ -12,7 +12,7 @@
 
 use super::{Normalized, Rejection, parse_json, parse_time};
 use crate::fingerprint::{redact_jwts, token_fingerprint};
-use crate::model::{EventKind, EventRow, Source, Text, ip_bytes, outcome};
+use crate::model::{EventKind, EventRow, Source, Text, ip_bytes, outcome, split_colons};
 use chrono::format::{Item, Parsed, StrftimeItems};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -218,8 +218,9 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized,
 
 /// `arn:aws:iam::123:oidc-provider/app.terraform.io` -> `https://app.terraform.io`.
 pub fn issuer_from_provider_arn(arn: &str) -> Text {
-    match arn.split_once(":oidc-provider/") {
-        Some((_, host)) if !host.is_empty() => {
+    let host = arn_field(arn, 5).and_then(|resource| resource.strip_prefix("oidc-provider/"));
+    match host {
+        Some(host) if !host.is_empty() => {
             let mut issuer = Text::with_capacity(8 + host.len());
             issuer.push_str("https://");
             issuer.push_str(host);
@@ -247,8 +248,22 @@ fn audience_from_principal_id<'a>(principal_id: &'a str, provider_arn: &str, sub
 
 /// The account id field of an ARN (`arn:aws:iam::ACCOUNT:role/x`).
 fn account_from_arn(arn: &str) -> Option<&str> {
-    let account = arn.split(':').nth(4)?;
-    (!account.is_empty()).then_some(account)
+    arn_field(arn, 4).filter(|account| !account.is_empty())
+}
+
+/// Field `index` of `arn:partition:service:region:account:resource`; the resource may hold `:`.
+fn arn_field(arn: &str, index: usize) -> Option<&str> {
+    let mut fields = [""; 6];
+    let n = split_colons(arn, &mut fields).unwrap_or(6);
+    if n < 6 {
+        return None;
+    }
+    if index < 5 {
+        return Some(fields[index]);
+    }
+    // The resource runs from after the fifth colon to the end.
+    let offset: usize = fields[..5].iter().map(|f| f.len() + 1).sum();
+    arn.get(offset..)
 }
 
 /// CloudTrail writes `expiration` as free text: `Jul 9, 2024, 4:41:37 PM` in the console's style,
@@ -257,6 +272,9 @@ pub fn parse_expiration(text: &str) -> Option<DateTime<Utc>> {
     if text.starts_with(|c: char| c.is_ascii_digit())
         && let Some(t) = parse_time(text)
     {
+        return Some(t);
+    }
+    if let Some(t) = parse_console_time(text) {
         return Some(t);
     }
     CONSOLE_FORMATS.iter().find_map(|items| {
@@ -268,6 +286,34 @@ pub fn parse_expiration(text: &str) -> Option<DateTime<Utc>> {
             .map(|t| t.and_utc())
     })
 }
+
+/// The common console layout `Jul 9, 2024, 4:41:37 PM` read field by field: chrono's generic
+/// parser costs more than the rest of a record's normalization.
+fn parse_console_time(text: &str) -> Option<DateTime<Utc>> {
+    let mut words = text.split_ascii_whitespace();
+    let month = words.next()?;
+    let month = MONTHS.iter().position(|m| *m == month)? as u32 + 1;
+    let day: u32 = words.next()?.strip_suffix(',')?.parse().ok()?;
+    let year: i32 = words.next()?.strip_suffix(',')?.parse().ok()?;
+    let mut clock = words.next()?.splitn(3, ':').map(|n| n.parse::<u32>().ok());
+    let (h, m, sec) = (clock.next()??, clock.next()??, clock.next()??);
+    let hour = match (words.next()?, h) {
+        ("AM", 12) => 0,
+        ("AM", h @ 1..=11) => h,
+        ("PM", 12) => 12,
+        ("PM", h @ 1..=11) => h + 12,
+        _ => return None,
+    };
+    if words.next().is_some() {
+        return None;
+    }
+    let date = chrono::NaiveDate::from_ymd_opt(year, month, day)?;
+    Some(date.and_hms_opt(hour, m, sec)?.and_utc())
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 
 /// The console-style layouts, compiled once (parsing a format string per record is slow).
 static CONSOLE_FORMATS: LazyLock<Vec<Vec<Item<'static>>>> = LazyLock::new(|| {
@@ -310,6 +356,15 @@ mod tests {
         assert_eq!(parse_expiration("Jul 09, 2024 4:41:37 PM"), Some(want));
         assert_eq!(parse_expiration("2024-07-09T16:41:37Z"), Some(want));
         assert_eq!(parse_expiration("soon"), None);
+        let midnight = "2024-12-31T00:05:00Z".parse::<DateTime<Utc>>().unwrap();
+        assert_eq!(
+            parse_console_time("Dec 31, 2024, 12:05:00 AM"),
+            Some(midnight)
+        );
+        let noon = "2024-02-29T12:00:59Z".parse::<DateTime<Utc>>().unwrap();
+        assert_eq!(parse_console_time("Feb 29, 2024, 12:00:59 PM"), Some(noon));
+        assert_eq!(parse_console_time("Feb 30, 2024, 1:00:00 PM"), None);
+        assert_eq!(parse_console_time("Feb 3, 2024, 13:00:00 PM"), None);
     }
 
     #[test]
@@ -336,5 +391,10 @@ mod tests {
             Some("111122223333")
         );
         assert_eq!(account_from_arn("arn:aws:iam:::role/r"), None);
+        assert_eq!(
+            arn_field("arn:aws:ecs:r:1:task/a:b:c", 5),
+            Some("task/a:b:c")
+        );
+        assert_eq!(arn_field("arn:aws:iam", 4), None);
     }
 }

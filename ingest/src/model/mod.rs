@@ -13,6 +13,7 @@
 
 mod subject;
 
+pub(crate) use subject::split_colons;
 pub use subject::{Subject, TokenType};
 
 use chrono::{DateTime, Utc};
