@@ -20,6 +20,7 @@ pub struct Config {
     pub sink: SinkConfig,
     pub limits: LimitsConfig,
     pub http: HttpConfig,
+    pub kafka: KafkaConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -112,6 +113,99 @@ impl Default for HttpConfig {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub group_id: String,
+    pub topics: KeyValues,
+    pub auto_offset_reset: String,
+    pub batch_max_rows: usize,
+    pub linger_ms: u64,
+    pub max_in_flight_rows: usize,
+    pub commit_interval_ms: u64,
+    pub session_timeout_ms: u64,
+    pub drain_timeout_secs: u64,
+    pub dead_letter_topic: String,
+    pub properties: KeyValues,
+    pub sasl_password_file: Option<PathBuf>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: String::new(),
+            group_id: "credtrail".into(),
+            topics: KeyValues::default(),
+            auto_offset_reset: "earliest".into(),
+            batch_max_rows: 5_000,
+            linger_ms: 200,
+            max_in_flight_rows: 100_000,
+            commit_interval_ms: 1_000,
+            session_timeout_ms: 10_000,
+            drain_timeout_secs: 20,
+            dead_letter_topic: String::new(),
+            properties: KeyValues::default(),
+            sasl_password_file: None,
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// The Kafka source runs when brokers and at least one topic are set.
+    pub fn enabled(&self) -> bool {
+        !self.brokers.is_empty() && !self.topics.0.is_empty()
+    }
+}
+
+/// A string-to-string map written as a TOML table, or (from the environment) as
+/// `key=value,key=value`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct KeyValues(pub std::collections::BTreeMap<String, String>);
+
+impl<'de> Deserialize<'de> for KeyValues {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Scalar {
+            Text(String),
+            Integer(i64),
+            Bool(bool),
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Table(std::collections::BTreeMap<String, Scalar>),
+            Text(String),
+        }
+        let map = match Form::deserialize(d)? {
+            Form::Table(t) => t
+                .into_iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        Scalar::Text(s) => s,
+                        Scalar::Integer(i) => i.to_string(),
+                        Scalar::Bool(b) => b.to_string(),
+                    };
+                    (k, v)
+                })
+                .collect(),
+            Form::Text(text) => {
+                let mut map = std::collections::BTreeMap::new();
+                for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    let (k, v) = pair.split_once('=').ok_or_else(|| {
+                        serde::de::Error::custom(format!("expected key=value, got {pair:?}"))
+                    })?;
+                    map.insert(k.trim().to_owned(), v.trim().to_owned());
+                }
+                map
+            }
+        };
+        Ok(KeyValues(map))
+    }
+}
+
 /// Every configuration key and what it does. The README's reference table mirrors this list.
 pub const KEYS: &[(&str, &str)] = &[
     ("clickhouse.url", "HTTP(S) URL of the ClickHouse server."),
@@ -180,6 +274,58 @@ pub const KEYS: &[(&str, &str)] = &[
         "PEM certificate chain; with tls_key_file, serves HTTPS.",
     ),
     ("http.tls_key_file", "PEM private key for tls_cert_file."),
+    (
+        "kafka.brokers",
+        "Bootstrap servers (`host:port,...`); empty turns the Kafka source off.",
+    ),
+    (
+        "kafka.group_id",
+        "Consumer group; processes in one group share partitions.",
+    ),
+    (
+        "kafka.topics",
+        "Topic to format: a table `{ topic = \"cloudtrail\" }` (formats: cloudtrail, issuance, auto), or `topic=format,...`.",
+    ),
+    (
+        "kafka.auto_offset_reset",
+        "Where a group without committed offsets starts: earliest or latest.",
+    ),
+    (
+        "kafka.batch_max_rows",
+        "Rows per batch handed to the sink at most.",
+    ),
+    (
+        "kafka.linger_ms",
+        "A partial batch goes to the sink after this long.",
+    ),
+    (
+        "kafka.max_in_flight_rows",
+        "Rows consumed but not yet durable before partitions are paused (resumed at half).",
+    ),
+    (
+        "kafka.commit_interval_ms",
+        "How often durable offsets are committed.",
+    ),
+    (
+        "kafka.session_timeout_ms",
+        "Group session timeout; a dead process loses its partitions after this long.",
+    ),
+    (
+        "kafka.drain_timeout_secs",
+        "On revocation or shutdown, how long to wait for in-flight rows before committing what is durable.",
+    ),
+    (
+        "kafka.dead_letter_topic",
+        "Also produce every dead-lettered record to this topic (empty: ClickHouse only).",
+    ),
+    (
+        "kafka.properties",
+        "librdkafka properties passed through (TLS, SASL: `security.protocol`, `ssl.ca.location`, `sasl.mechanism`, `sasl.username`, ...).",
+    ),
+    (
+        "kafka.sasl_password_file",
+        "File whose first line is the SASL password (or set CREDTRAIL_KAFKA_SASL_PASSWORD).",
+    ),
 ];
 
 /// One configuration problem, with the key it is about.
@@ -330,6 +476,7 @@ impl Config {
                 e.push(err(key, format!("{} is not a readable file", f.display())));
             }
         }
+        e.extend(self.kafka.semantic_errors());
         e
     }
 
@@ -365,6 +512,91 @@ impl Config {
             ));
         }
         Ok(tokens)
+    }
+}
+
+impl KafkaConfig {
+    fn semantic_errors(&self) -> Vec<ConfigError> {
+        let mut e = Vec::new();
+        if !self.brokers.is_empty() && self.topics.0.is_empty() {
+            e.push(err("kafka.topics", "required with kafka.brokers"));
+        }
+        if self.brokers.is_empty() && !self.topics.0.is_empty() {
+            e.push(err("kafka.brokers", "required with kafka.topics"));
+        }
+        for (topic, format) in &self.topics.0 {
+            if crate::normalize::SourceChoice::parse(format).is_none() {
+                e.push(err(
+                    &format!("kafka.topics.{topic}"),
+                    format!("unknown format {format:?} (cloudtrail, issuance or auto)"),
+                ));
+            }
+        }
+        if self.group_id.is_empty() {
+            e.push(err("kafka.group_id", "must not be empty"));
+        }
+        if !matches!(self.auto_offset_reset.as_str(), "earliest" | "latest") {
+            e.push(err("kafka.auto_offset_reset", "must be earliest or latest"));
+        }
+        for (key, value) in [
+            ("kafka.batch_max_rows", self.batch_max_rows as u64),
+            ("kafka.linger_ms", self.linger_ms),
+            ("kafka.commit_interval_ms", self.commit_interval_ms),
+            ("kafka.session_timeout_ms", self.session_timeout_ms),
+            ("kafka.drain_timeout_secs", self.drain_timeout_secs),
+        ] {
+            if value == 0 {
+                e.push(err(key, "must be at least 1"));
+            }
+        }
+        if self.max_in_flight_rows < self.batch_max_rows {
+            e.push(err(
+                "kafka.max_in_flight_rows",
+                "must be at least kafka.batch_max_rows",
+            ));
+        }
+        for key in self.properties.0.keys() {
+            if key.contains("password") || key.contains("secret") {
+                e.push(err(
+                    &format!("kafka.properties.{key}"),
+                    "secrets are not configuration values: use kafka.sasl_password_file or CREDTRAIL_KAFKA_SASL_PASSWORD",
+                ));
+            }
+            if matches!(
+                key.as_str(),
+                "bootstrap.servers"
+                    | "group.id"
+                    | "enable.auto.commit"
+                    | "enable.auto.offset.store"
+            ) {
+                e.push(err(
+                    &format!("kafka.properties.{key}"),
+                    "set by credtrail itself (commits follow durability)",
+                ));
+            }
+        }
+        if let Some(f) = &self.sasl_password_file
+            && !f.is_file()
+        {
+            e.push(err(
+                "kafka.sasl_password_file",
+                format!("{} is not a readable file", f.display()),
+            ));
+        }
+        e
+    }
+
+    /// The SASL password from the environment or `sasl_password_file`, if any.
+    pub fn sasl_password(&self) -> Result<Option<String>, ConfigError> {
+        if let Ok(p) = std::env::var("CREDTRAIL_KAFKA_SASL_PASSWORD") {
+            return Ok(Some(p));
+        }
+        match &self.sasl_password_file {
+            None => Ok(None),
+            Some(f) => std::fs::read_to_string(f)
+                .map(|s| Some(s.lines().next().unwrap_or("").to_owned()))
+                .map_err(|e| err("kafka.sasl_password_file", e.to_string())),
+        }
     }
 }
 
@@ -494,6 +726,27 @@ mod tests {
     }
 
     #[test]
+    fn kafka_topics_from_table_or_environment() {
+        let text = "[kafka]\nbrokers = \"b:9092\"\n[kafka.topics]\nct = \"cloudtrail\"\n";
+        let c = Config::from_toml(text, no_env).unwrap();
+        assert_eq!(c.kafka.topics.0["ct"], "cloudtrail");
+        assert!(c.kafka.enabled());
+        let env =
+            |k: &str| (k == "CREDTRAIL_KAFKA_TOPICS").then(|| "a=auto, b=issuance".to_owned());
+        let c = Config::from_toml(text, env).unwrap();
+        assert_eq!(c.kafka.topics.0.len(), 2);
+        assert_eq!(c.kafka.topics.0["b"], "issuance");
+        let bad = "[kafka]\nbrokers = \"b\"\ntopics = { t = \"syslog\" }\nproperties = { \"sasl.password\" = \"x\" }\n";
+        let errors = Config::from_toml(bad, no_env).unwrap_err();
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert!(paths.contains(&"kafka.topics.t"), "{errors:?}");
+        assert!(
+            paths.contains(&"kafka.properties.sasl.password"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
     fn keys_cover_every_field() {
         let value = toml::Value::try_from(Config {
             clickhouse: ClickHouseConfig {
@@ -504,6 +757,10 @@ mod tests {
                 auth_tokens_file: Some("a".into()),
                 tls_cert_file: Some("c".into()),
                 tls_key_file: Some("k".into()),
+                ..Default::default()
+            },
+            kafka: KafkaConfig {
+                sasl_password_file: Some("s".into()),
                 ..Default::default()
             },
             ..Default::default()

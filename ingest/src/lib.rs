@@ -12,6 +12,7 @@ pub mod formats;
 pub mod metrics;
 pub mod model;
 pub mod normalize;
+pub mod sample;
 pub mod schema;
 pub mod sink;
 pub mod sources;

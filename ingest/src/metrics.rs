@@ -3,7 +3,10 @@
 //! Labels are bounded by construction: `source` and `error_kind` are closed enums, `outcome` too.
 //! Run ids, token ids and workspaces never become labels; they live in ClickHouse.
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry,
+};
 
 /// The pipeline's metrics, registered in their own registry.
 #[derive(Clone)]
@@ -22,6 +25,32 @@ pub struct Metrics {
     pub insert_failures: IntCounter,
     /// HTTP requests by route and status class.
     pub http_requests: IntCounterVec,
+    /// Kafka: per topic (topics are configuration, so the label is bounded).
+    pub kafka: KafkaMetrics,
+}
+
+/// What the Kafka source counts; `topic` is one of the configured topics.
+#[derive(Clone)]
+pub struct KafkaMetrics {
+    /// Messages consumed, by topic.
+    pub messages: IntCounterVec,
+    /// Rows made durable, by topic and kind (event, duplicate, dead_letter).
+    pub durable_rows: IntCounterVec,
+    /// Offset commits by result (ok, error).
+    pub commits: IntCounterVec,
+    pub commit_seconds: Histogram,
+    /// Partitions paused for backpressure right now.
+    pub paused_partitions: IntGauge,
+    /// Rows consumed and not yet durable.
+    pub in_flight_rows: IntGauge,
+    /// Rebalance callbacks by kind (assign, revoke, error).
+    pub rebalances: IntCounterVec,
+    /// Batches the sink gave back after its retries, submitted again.
+    pub resubmits: IntCounter,
+    /// Consumer errors reported by librdkafka.
+    pub errors: IntCounter,
+    /// From the record's Kafka timestamp to its rows being durable, by topic.
+    pub storage_lag_seconds: HistogramVec,
 }
 
 impl Metrics {
@@ -87,7 +116,93 @@ impl Metrics {
             "HTTP collector requests by route and status class.",
             &["route", "status"],
         );
+        let kafka = KafkaMetrics {
+            messages: counter_vec(
+                "credtrail_kafka_messages_total",
+                "Kafka messages consumed, by topic.",
+                &["topic"],
+            ),
+            durable_rows: counter_vec(
+                "credtrail_kafka_durable_rows_total",
+                "Rows from Kafka made durable, by topic and kind (event, duplicate, dead_letter).",
+                &["topic", "kind"],
+            ),
+            commits: counter_vec(
+                "credtrail_kafka_commits_total",
+                "Offset commits by result (ok, error).",
+                &["result"],
+            ),
+            commit_seconds: {
+                let h = Histogram::with_opts(
+                    HistogramOpts::new(
+                        "credtrail_kafka_commit_duration_seconds",
+                        "Time from issuing an offset commit to the broker's answer.",
+                    )
+                    .buckets(vec![
+                        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+                    ]),
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(h.clone()))
+                    .expect("unique metric");
+                h
+            },
+            paused_partitions: {
+                let g = IntGauge::new(
+                    "credtrail_kafka_paused_partitions",
+                    "Partitions paused because the sink is behind.",
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
+                g
+            },
+            in_flight_rows: {
+                let g = IntGauge::new(
+                    "credtrail_kafka_in_flight_rows",
+                    "Rows consumed from Kafka and not yet durable.",
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
+                g
+            },
+            rebalances: counter_vec(
+                "credtrail_kafka_rebalances_total",
+                "Rebalance callbacks by kind (assign, revoke, error).",
+                &["kind"],
+            ),
+            resubmits: counter(
+                "credtrail_kafka_resubmits_total",
+                "Batches the sink gave up on after its retries and that were submitted again.",
+            ),
+            errors: counter(
+                "credtrail_kafka_errors_total",
+                "Consumer errors reported by librdkafka.",
+            ),
+            storage_lag_seconds: {
+                let h = HistogramVec::new(
+                    HistogramOpts::new(
+                        "credtrail_kafka_storage_lag_seconds",
+                        "From a message's Kafka timestamp to its rows being durable.",
+                    )
+                    .buckets(vec![
+                        0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
+                    ]),
+                    &["topic"],
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(h.clone()))
+                    .expect("unique metric");
+                h
+            },
+        };
         Metrics {
+            kafka,
             registry,
             records,
             stored,

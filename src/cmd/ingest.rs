@@ -1,11 +1,17 @@
-//! `credtrail ingest`: the collectors and the sink, until SIGINT or SIGTERM.
+//! `credtrail ingest`: the collectors (HTTP always, Kafka when configured) and the sink, until
+//! SIGINT or SIGTERM, or until the Kafka source fails.
 
 use super::{load_config, open_store};
 use anyhow::Context;
 use credtrail_ingest::metrics::Metrics;
+use credtrail_ingest::sources::Intake;
+use credtrail_ingest::sources::kafka::KafkaSource;
 use credtrail_ingest::{sink, sources};
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::watch;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {}
@@ -16,12 +22,46 @@ pub async fn run(config: Option<&Path>, _args: Args) -> anyhow::Result<ExitCode>
     let store = open_store(&config)?;
     let metrics = Metrics::new();
     let (sink, sink_task) = sink::spawn(store.clone(), config.sink.clone(), metrics.clone());
+
+    // The Kafka source runs on its own thread; `stop` ends it, `kafka_done` says it ended.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (done_tx, mut kafka_done) = watch::channel(false);
+    let kafka = config.kafka.enabled().then(|| {
+        let source = KafkaSource::new(
+            config.kafka.clone(),
+            Intake::from_config(&config, metrics.clone()),
+            sink.clone(),
+            tokio::runtime::Handle::current(),
+        );
+        let stop = stop.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = source.run(stop);
+            let _ = done_tx.send(true);
+            result
+        })
+    });
+
     let router = sources::http::router(&config, tokens, sink, store, metrics);
-    sources::http::serve(&config, router, shutdown_signal())
+    let stopping = stop.clone();
+    let shutdown = async move {
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            _ = kafka_done.wait_for(|done| *done) => {}
+        }
+        stopping.store(true, Ordering::Relaxed);
+    };
+    sources::http::serve(&config, router, shutdown)
         .await
         .context("HTTP collector")?;
-    // The router (and with it the last sink handle) is gone: the sink drains and stops.
+    stop.store(true, Ordering::Relaxed);
+    let kafka_result = match kafka {
+        Some(task) => task.await.context("Kafka source thread")?,
+        None => Ok(()),
+    };
+    // The router and the Kafka source (and with them the last sink handles) are gone: the sink
+    // drains and stops.
     sink_task.await.context("sink task")?;
+    kafka_result.context("Kafka source")?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -33,5 +73,5 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-    tracing::info!("shutting down: draining the sink");
+    tracing::info!("shutting down: draining the sources and the sink");
 }

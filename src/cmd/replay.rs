@@ -3,7 +3,7 @@
 use super::{load_config, open_store};
 use anyhow::Context;
 use credtrail_ingest::metrics::Metrics;
-use credtrail_ingest::normalize::{Normalizer, SourceChoice};
+use credtrail_ingest::normalize::SourceChoice;
 use credtrail_ingest::sink;
 use credtrail_ingest::sources::Intake;
 use credtrail_ingest::sources::replay::{Replay, ReplayStats, expand_paths};
@@ -39,13 +39,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     let (sink, sink_task) = sink::spawn(store, config.sink.clone(), metrics.clone());
     let replay = Replay {
         choice,
-        intake: Intake {
-            normalizer: Normalizer {
-                max_dead_letter_bytes: config.limits.max_dead_letter_bytes,
-            },
-            max_record_bytes: config.limits.max_record_bytes,
-            metrics,
-        },
+        intake: Intake::from_config(&config, metrics),
         batch_rows: config.sink.batch_max_rows.min(5000),
     };
     let started = Instant::now();

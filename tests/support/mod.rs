@@ -348,3 +348,254 @@ impl Drop for Collector {
         let _ = self.child.wait();
     }
 }
+
+impl Collector {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: a crash at an arbitrary instant, no draining.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+/// Resident set size of a process in KiB (from /proc), 0 when it is gone.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The tansu binary: `TANSU_BIN`, or `.local/bin/tansu` fetched by `deploy/kafka/local.sh`.
+pub fn tansu_bin() -> PathBuf {
+    static FETCH: std::sync::Once = std::sync::Once::new();
+    if let Ok(p) = std::env::var("TANSU_BIN") {
+        return PathBuf::from(p);
+    }
+    let bin = repo_root().join(".local/bin/tansu");
+    FETCH.call_once(|| {
+        if !bin.exists() {
+            let status = Command::new(repo_root().join("deploy/kafka/local.sh"))
+                .arg("install")
+                .status()
+                .expect("run deploy/kafka/local.sh");
+            assert!(status.success(), "fetching tansu failed");
+        }
+    });
+    bin
+}
+
+/// A tansu broker (Kafka protocol, in-memory storage) for one test, stopped by PID on drop.
+pub struct Broker {
+    pub address: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        let port = free_port();
+        let address = format!("127.0.0.1:{port}");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = std::fs::File::create(dir.path().join("broker.log")).unwrap();
+        let child = Command::new(tansu_bin())
+            .args([
+                "broker",
+                "--listener-url",
+                &format!("tcp://{address}"),
+                "--advertised-listener-url",
+                &format!("tcp://{address}"),
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start tansu");
+        let broker = Broker {
+            address: address.clone(),
+            child,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(&address).is_ok() {
+                return broker;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("tansu did not listen on {address}");
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let out = Command::new(tansu_bin())
+            .args([
+                "topic",
+                "create",
+                "--broker",
+                &format!("tcp://{}", self.address),
+                "--partitions",
+                &partitions.to_string(),
+                name,
+            ])
+            .output()
+            .expect("tansu topic create");
+        assert!(
+            out.status.success(),
+            "topic create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// SIGSTOP: the broker stops answering but keeps its data.
+    pub fn freeze(&self) {
+        let _ = Command::new("kill")
+            .args(["-STOP", &self.child.id().to_string()])
+            .status();
+    }
+
+    pub fn thaw(&self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status();
+    }
+
+    pub fn producer(&self) -> rdkafka::producer::BaseProducer {
+        rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &self.address)
+            .set("linger.ms", "20")
+            .set("message.max.bytes", "20000000")
+            .set("queue.buffering.max.messages", "200000")
+            .create()
+            .expect("producer")
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.thaw();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Produces every payload to `topic` (round-robin over partitions by key) and waits until the
+/// broker has them all.
+pub fn produce(
+    producer: &rdkafka::producer::BaseProducer,
+    topic: &str,
+    payloads: impl IntoIterator<Item = Vec<u8>>,
+) -> u64 {
+    use rdkafka::producer::{BaseRecord, Producer};
+    let mut n = 0u64;
+    for payload in payloads {
+        let key = n.to_string();
+        let mut record = BaseRecord::to(topic).key(&key).payload(&payload);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((e, r)) => {
+                    assert!(
+                        matches!(
+                            e.rdkafka_error_code(),
+                            Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
+                        ),
+                        "produce failed: {e}"
+                    );
+                    record = r;
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+        n += 1;
+        if n % 1000 == 0 {
+            producer.poll(Duration::ZERO);
+        }
+    }
+    producer
+        .flush(Duration::from_secs(120))
+        .expect("every message delivered to the broker");
+    n
+}
+
+/// `credtrail ingest` consuming `topics` (`topic=format,...`) from `broker` in `group`.
+pub fn kafka_ingest(
+    ch: &ClickHouse,
+    broker: &Broker,
+    group: &str,
+    topics: &str,
+    extra_env: &[(&str, &str)],
+) -> Collector {
+    let mut env: Vec<(&str, &str)> = vec![
+        ("CREDTRAIL_HTTP_ALLOW_UNAUTHENTICATED", "true"),
+        ("CREDTRAIL_KAFKA_BROKERS", &broker.address),
+        ("CREDTRAIL_KAFKA_GROUP_ID", group),
+        ("CREDTRAIL_KAFKA_TOPICS", topics),
+        // Quick group joins on tansu (it holds a join for half the session timeout).
+        ("CREDTRAIL_KAFKA_SESSION_TIMEOUT_MS", "3000"),
+        ("CREDTRAIL_KAFKA_COMMIT_INTERVAL_MS", "300"),
+        ("CREDTRAIL_SINK_FLUSH_INTERVAL_MS", "200"),
+    ];
+    env.extend_from_slice(extra_env);
+    Collector::start(ch, &env)
+}
+
+/// Polls `count_sql` until it reaches `want` or `timeout` passes; returns the last count.
+pub fn wait_for_count(ch: &ClickHouse, count_sql: &str, want: u64, timeout: Duration) -> u64 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let n = ch.count(count_sql);
+        if n >= want || Instant::now() >= deadline {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// What a fault test prints and asserts: produced, stored once, duplicated, lost.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Delivery {
+    pub produced: u64,
+    /// Distinct source events stored.
+    pub stored: u64,
+    /// Rows every query sees (`events FINAL`) beyond one per source event.
+    pub double_counted: u64,
+    /// Physical rows not yet merged away (visible only to a query without FINAL).
+    pub unmerged_copies: u64,
+    pub lost: u64,
+}
+
+impl Delivery {
+    pub fn measure(ch: &ClickHouse, produced: u64) -> Delivery {
+        let final_rows = ch.count("SELECT count() FROM events FINAL");
+        let distinct = ch.count("SELECT uniqExact(source_event_id) FROM events FINAL");
+        let physical = ch.count("SELECT count() FROM events");
+        Delivery {
+            produced,
+            stored: distinct,
+            double_counted: final_rows - distinct,
+            unmerged_copies: physical - distinct,
+            lost: produced.saturating_sub(distinct),
+        }
+    }
+
+    pub fn print(&self, test: &str) {
+        println!(
+            "{test}: produced {} stored {} double-counted {} lost {} (unmerged physical copies {})",
+            self.produced, self.stored, self.double_counted, self.lost, self.unmerged_copies
+        );
+    }
+}

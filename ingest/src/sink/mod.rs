@@ -60,13 +60,25 @@ impl std::ops::AddAssign for Ack {
 pub enum SinkError {
     #[error("ClickHouse write failed after {attempts} attempts: {last}")]
     WriteFailed { attempts: u32, last: String },
+    #[error("the sink queue is full")]
+    QueueFull,
     #[error("the sink has shut down")]
     Closed,
 }
 
+/// A batch the sink could not make durable, handed back so that a source which must not lose it
+/// (Kafka) can submit it again.
+#[derive(Debug)]
+pub struct Failed {
+    pub error: SinkError,
+    pub batch: Batch,
+}
+
+type AckResult = Result<Ack, Failed>;
+
 struct Job {
     batch: Batch,
-    ack: oneshot::Sender<Result<Ack, SinkError>>,
+    ack: oneshot::Sender<AckResult>,
 }
 
 /// The sending side; cheap to clone, one per source task.
@@ -76,11 +88,20 @@ pub struct SinkHandle {
 }
 
 /// A batch in flight; await it for the ack.
-pub struct Pending(oneshot::Receiver<Result<Ack, SinkError>>);
+pub struct Pending(oneshot::Receiver<AckResult>);
 
 impl Pending {
     pub async fn ack(self) -> Result<Ack, SinkError> {
-        self.0.await.unwrap_or(Err(SinkError::Closed))
+        self.ack_or_batch().await.map_err(|f| f.error)
+    }
+
+    /// The ack, or the error with the batch when there is one to give back (not when the sink
+    /// task is gone).
+    pub async fn ack_or_batch(self) -> Result<Ack, Failed> {
+        self.0.await.unwrap_or(Err(Failed {
+            error: SinkError::Closed,
+            batch: Batch::default(),
+        }))
     }
 }
 
@@ -92,6 +113,23 @@ impl SinkHandle {
             .send(Job { batch, ack })
             .await
             .map_err(|_| SinkError::Closed)?;
+        Ok(Pending(rx))
+    }
+
+    /// Queues a batch if there is room now; otherwise hands it back, so that a source that must
+    /// keep polling (Kafka) is never blocked here.
+    pub fn try_submit(&self, batch: Batch) -> Result<Pending, Failed> {
+        let (ack, rx) = oneshot::channel();
+        self.tx.try_send(Job { batch, ack }).map_err(|e| {
+            let error = match &e {
+                mpsc::error::TrySendError::Full(_) => SinkError::QueueFull,
+                mpsc::error::TrySendError::Closed(_) => SinkError::Closed,
+            };
+            Failed {
+                error,
+                batch: e.into_inner().batch,
+            }
+        })?;
         Ok(Pending(rx))
     }
 
@@ -129,10 +167,10 @@ async fn run(mut rx: mpsc::Receiver<Job>, writer: writer::Writer, config: SinkCo
         }
         let (batches, acks): (Vec<Batch>, Vec<_>) =
             jobs.into_iter().map(|j| (j.batch, j.ack)).unzip();
-        let results = writer.flush(batches).await;
-        for (ack, result) in acks.into_iter().zip(results) {
+        let results = writer.flush(&batches).await;
+        for ((ack, result), batch) in acks.into_iter().zip(results).zip(batches) {
             // A sender that gave up waiting is fine: its rows are stored all the same.
-            let _ = ack.send(result);
+            let _ = ack.send(result.map_err(|error| Failed { error, batch }));
         }
     }
 }

@@ -62,9 +62,9 @@ impl Writer {
     }
 
     /// Writes every batch of a flush; one result per batch, in order.
-    pub(super) async fn flush(&self, batches: Vec<Batch>) -> Vec<Result<Ack, SinkError>> {
+    pub(super) async fn flush(&self, batches: &[Batch]) -> Vec<Result<Ack, SinkError>> {
         let started = Instant::now();
-        let result = self.flush_inner(&batches).await;
+        let result = self.flush_inner(batches).await;
         self.metrics
             .insert_seconds
             .observe(started.elapsed().as_secs_f64());

@@ -10,8 +10,8 @@
 use super::{Intake, RecordError, Tally};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::normalize::{Normalizer, SourceChoice};
-use crate::sink::{Batch, SinkError, SinkHandle};
+use crate::normalize::SourceChoice;
+use crate::sink::{Batch, SinkHandle};
 use crate::store::Store;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -66,13 +66,7 @@ pub fn router(
     let state = Arc::new(AppState {
         sink,
         store,
-        intake: Intake {
-            normalizer: Normalizer {
-                max_dead_letter_bytes: config.limits.max_dead_letter_bytes,
-            },
-            max_record_bytes: config.limits.max_record_bytes,
-            metrics: metrics.clone(),
-        },
+        intake: Intake::from_config(config, metrics.clone()),
         metrics,
         token_digests: tokens
             .iter()
@@ -222,7 +216,7 @@ async fn ingest_inner(
     };
     let ack = match tokio::time::timeout(state.ack_timeout, state.sink.write(batch)).await {
         Ok(Ok(ack)) => ack,
-        Ok(Err(e @ SinkError::WriteFailed { .. })) | Ok(Err(e @ SinkError::Closed)) => {
+        Ok(Err(e)) => {
             return retry_later(format!("not stored, retry: {e}"));
         }
         Err(_) => return retry_later("not stored within http.ack_timeout_secs, retry".into()),

@@ -3,6 +3,7 @@
 //! sink has acknowledged them.
 
 pub mod http;
+pub mod kafka;
 pub mod replay;
 
 use crate::formats::framing::{Framer, decompressing};
@@ -38,6 +39,17 @@ pub struct Intake {
 }
 
 impl Intake {
+    /// The intake every source uses, from the `limits` section.
+    pub fn from_config(config: &crate::config::Config, metrics: Metrics) -> Intake {
+        Intake {
+            normalizer: Normalizer {
+                max_dead_letter_bytes: config.limits.max_dead_letter_bytes,
+            },
+            max_record_bytes: config.limits.max_record_bytes,
+            metrics,
+        }
+    }
+
     /// Frames and normalizes a whole input into batches of at most `batch_rows` rows, calling
     /// `emit` with each full batch (and the last partial one), its tally, the rejected records'
     /// reasons and the input bytes it covered.
