@@ -253,13 +253,17 @@ fn clickhouse_outage_pauses_then_catches_up_in_bounded_memory() {
     let down = Instant::now();
     let pid = ingest.pid();
     let mut peak = 0;
+    let mut paused = 0;
     while down.elapsed() < Duration::from_secs(35) {
         peak = peak.max(rss_kib(pid));
+        let (_, metrics) = ingest.get("/metrics");
+        paused = paused.max(gauge(&metrics, "credtrail_kafka_paused_partitions"));
         std::thread::sleep(Duration::from_millis(200));
     }
+    assert!(paused > 0, "partitions were never paused during the outage");
     ch.restart();
     println!(
-        "outage: ClickHouse down {:.0} s, ingest peak RSS during it {} MiB",
+        "outage: ClickHouse down {:.0} s, {paused} partitions paused, ingest peak RSS during it {} MiB",
         down.elapsed().as_secs_f64(),
         peak / 1024
     );
@@ -300,6 +304,14 @@ fn broker_stall_recovers_by_itself() {
     assert!(ingest.running(), "ingest died during the stall");
     assert!(ingest.stop());
     assert_exactly_once("stall", &ch, produced);
+}
+
+/// A gauge's value from a Prometheus text exposition.
+fn gauge(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0) as u64
 }
 
 /// `credtrail_kafka_messages_total` summed over topics, from a process's /metrics.
