@@ -86,7 +86,13 @@ fn poison_records_become_dead_letters_with_their_offsets() {
     });
     let produced = produce(&producer, "mixed", stream);
     assert_eq!(produced, good + bad);
-    let ingest = kafka_ingest(&ch, &broker, "poison", "mixed=auto", &[]);
+    let ingest = kafka_ingest(
+        &ch,
+        &broker,
+        "poison",
+        "mixed=auto",
+        &[("CREDTRAIL_KAFKA_DEAD_LETTER_TOPIC", "mixed-dead-letters")],
+    );
 
     let stored = wait_for_count(
         &ch,
@@ -126,6 +132,24 @@ fn poison_records_become_dead_letters_with_their_offsets() {
     assert_eq!(
         ch.count("SELECT count() FROM dead_letters FINAL WHERE position(raw, 'eyJnotajwt') > 0 OR position(reason, 'eyJnotajwt') > 0"),
         0
+    );
+    // The dead-letter topic has each poison record once per origin, with its reason.
+    let published = consume_keys(
+        &broker,
+        "mixed-dead-letters",
+        bad as usize,
+        Duration::from_secs(60),
+    );
+    println!(
+        "poison: {} dead letters on the dead-letter topic",
+        published.len()
+    );
+    assert_eq!(published.len() as u64, bad);
+    assert!(published.keys().all(|k| k.starts_with("kafka:mixed:")));
+    assert!(
+        published
+            .values()
+            .all(|h| h.iter().any(|n| n == "credtrail.reason"))
     );
     assert!(ingest.stop(), "ingest did not stop cleanly");
 }

@@ -140,7 +140,7 @@ impl Default for KafkaConfig {
             auto_offset_reset: "earliest".into(),
             batch_max_rows: 5_000,
             linger_ms: 200,
-            max_in_flight_rows: 100_000,
+            max_in_flight_rows: 50_000,
             commit_interval_ms: 1_000,
             session_timeout_ms: 10_000,
             drain_timeout_secs: 20,

@@ -599,3 +599,38 @@ impl Delivery {
         );
     }
 }
+
+/// Reads `topic` from the beginning until `want` distinct keys were seen or `timeout` passes;
+/// returns each distinct key with the names of its message's headers.
+pub fn consume_keys(
+    broker: &Broker,
+    topic: &str,
+    want: usize,
+    timeout: Duration,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Headers;
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker.address)
+        .set("group.id", format!("reader-{topic}"))
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "3000")
+        .set("heartbeat.interval.ms", "500")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut seen = std::collections::BTreeMap::new();
+    let deadline = Instant::now() + timeout;
+    while seen.len() < want && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+            let headers = m
+                .headers()
+                .map(|h| h.iter().map(|h| h.key.to_owned()).collect())
+                .unwrap_or_default();
+            seen.insert(key, headers);
+        }
+    }
+    seen
+}
