@@ -86,3 +86,27 @@ fn readme_documents_every_key_and_its_override() {
         assert!(readme.contains(&format!("`{env}`")), "README lacks `{env}`");
     }
 }
+
+#[test]
+fn example_configuration_is_valid_but_for_its_secret_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let example =
+        std::fs::read_to_string(repo_root().join("deploy/credtrail.example.toml")).unwrap();
+    // Point the secret files somewhere real: then nothing else may be wrong with it.
+    let mut text = example.clone();
+    for (from, name) in [
+        ("/run/secrets/clickhouse", "ch"),
+        ("/run/secrets/collector-tokens", "tokens"),
+        ("/run/secrets/kafka", "kafka"),
+    ] {
+        let file = dir.path().join(name);
+        std::fs::write(&file, "secret\n").unwrap();
+        text = text.replace(from, &file.display().to_string());
+    }
+    let (ok, out) = validate(&text, &[]);
+    assert!(ok, "{out}");
+    assert_eq!(out.trim(), "ok");
+    let (ok, out) = validate(&example, &[]);
+    assert!(!ok);
+    assert!(out.contains("kafka.sasl_password_file:"), "{out}");
+}

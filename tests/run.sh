@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # Every check, on a fresh machine or a used one: installs what the tests need (Debian's
-# clickhouse-server, a Python venv with chdb-core for the modern-ClickHouse check), then rustfmt,
-# clippy with warnings as errors, and every test of the workspace. Tests start and stop their own
-# servers on free loopback ports.
+# clickhouse-server, the tansu Kafka broker, cargo-fuzz, a Python venv with chdb-core for the
+# modern-ClickHouse check), then rustfmt, clippy with warnings as errors, every test of the
+# workspace, and each fuzz target for a short bounded time. Tests start and stop their own servers
+# on free loopback ports.
 set -eo pipefail
 set -u
 cd "$(dirname "$0")/.."
 
+# Build dependencies of rdkafka's bundled librdkafka (TLS via the system OpenSSL).
+if ! dpkg -s libssl-dev pkg-config >/dev/null 2>&1; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libssl-dev pkg-config >/dev/null \
+    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libssl-dev pkg-config >/dev/null; }
+fi
 deploy/clickhouse/local.sh install
+deploy/kafka/local.sh install
+command -v cargo-fuzz >/dev/null || cargo install --quiet --locked cargo-fuzz
 
 CHDB_VERSION=26.9.0
 if ! .venv/bin/python -c 'import chdb' >/dev/null 2>&1; then
@@ -17,11 +25,14 @@ if ! .venv/bin/python -c 'import chdb' >/dev/null 2>&1; then
 fi
 
 cargo fmt --all -- --check
+cargo fmt --manifest-path ingest/fuzz/Cargo.toml -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace 2>&1 | tee "$log" || status=$?
+# Every fuzz target, briefly (README: Fuzzing, for longer campaigns).
+ingest/fuzz/run.sh "${CREDTRAIL_FUZZ_SECONDS:-15}" 2>&1 | tee -a "$log" || status=1
 # One closing line over every test binary, in the plain "N passed, N failed" form.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "credtrail: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

@@ -64,6 +64,11 @@ pub fn redact_jwts(bytes: &[u8]) -> Cow<'_, [u8]> {
     })
 }
 
+/// Whether anything JWT-shaped is left (the invariant stored bytes keep: none).
+pub fn contains_jwt(bytes: &[u8]) -> bool {
+    JWT_PREFIX.find(bytes).is_some() && JWT_SHAPE.is_match(bytes)
+}
+
 /// [`redact_jwts`] for text.
 pub fn redact_jwts_str(text: &str) -> String {
     String::from_utf8_lossy(&redact_jwts(text.as_bytes())).into_owned()
@@ -90,6 +95,8 @@ mod tests {
         let out = redact_jwts_str(&text);
         assert!(!out.contains(JWT), "{out}");
         assert_eq!(out.matches("<redacted-jwt sha256:").count(), 2);
+        assert!(contains_jwt(text.as_bytes()));
+        assert!(!contains_jwt(out.as_bytes()));
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub fn event_id(salt: u32, i: u64) -> String {
 /// Record `i` of a generated stream, as compact JSON.
 pub fn cloudtrail_exchange(salt: u32, i: u64, base: DateTime<Utc>) -> String {
     let ws = WORKSPACES[(i % WORKSPACES.len() as u64) as usize];
-    let phase = if i % 2 == 0 { "plan" } else { "apply" };
+    let phase = if i.is_multiple_of(2) { "plan" } else { "apply" };
     let region = REGIONS[(i % REGIONS.len() as u64) as usize];
     let run = format!("run-{:016}", i / 4);
     let time = base + Duration::milliseconds(i as i64 * 7);

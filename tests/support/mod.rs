@@ -521,7 +521,7 @@ pub fn produce(
             }
         }
         n += 1;
-        if n % 1000 == 0 {
+        if n.is_multiple_of(1000) {
             producer.poll(Duration::ZERO);
         }
     }

@@ -62,7 +62,7 @@ impl<'a> Subject<'a> {
                 ws,
                 "run_phase",
                 phase,
-            ] if !org.is_empty() && !ws.is_empty() => Subject {
+            ] if !org.is_empty() && !ws.is_empty() && !phase.is_empty() => Subject {
                 token_type: TokenType::WorkspaceRun,
                 organization: org,
                 project,
@@ -146,6 +146,8 @@ mod tests {
             "repo:octo/app:ref:refs/heads/main",
             "organization:acme:project:p:workspace:w",
             "organization::project:p:workspace:w:run_phase:plan",
+            // Found by the `fields` fuzz target: an empty phase is not a run phase.
+            "organization:acme:project:p:workspace:w:run_phase:",
             "",
         ] {
             assert_eq!(Subject::parse(sub).token_type, TokenType::Unknown, "{sub}");

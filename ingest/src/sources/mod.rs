@@ -3,6 +3,7 @@
 //! sink has acknowledged them.
 
 pub mod http;
+#[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod replay;
 
