@@ -1,0 +1,157 @@
+//! End to end: generated CloudTrail exchange events produced to a real broker (tansu), consumed by
+//! a release `credtrail ingest` into a real ClickHouse, all on this machine.
+//!
+//! `cargo bench --bench kafka_ingest` (optionally `-- EVENTS`, default 1,000,000) prints the produce
+//! rate, the end-to-end events/s into ClickHouse (from the ingest process' start to the last event
+//! stored, group join included) and the ingest process' CPU seconds per million events.
+//! Floor from the issue: 50k events/s on a 2-core machine with the broker and ClickHouse beside it.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use credtrail_ingest::sample;
+use std::time::{Duration, Instant};
+use support::*;
+
+/// utime + stime of a process, in seconds (Linux clock ticks are 1/100 s).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesized command name; utime and stime are the 14th and 15th.
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn main() {
+    let events: u64 = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let ch = ClickHouse::start();
+    ch.migrate();
+    let broker = Broker::start();
+    broker.create_topic("bench", 3);
+
+    let base = chrono::Utc::now() - chrono::Duration::days(1);
+    let producer = broker.producer();
+    let started = Instant::now();
+    let mut bytes = 0u64;
+    let produced = produce(
+        &producer,
+        "bench",
+        (0..events).map(|i| {
+            let r = sample::cloudtrail_exchange(42, i, base).into_bytes();
+            bytes += r.len() as u64;
+            r
+        }),
+    );
+    let took = started.elapsed().as_secs_f64();
+    println!(
+        "produced {produced} events ({:.0} bytes each) in {took:.1} s: {:.0} events/s",
+        bytes as f64 / produced as f64,
+        produced as f64 / took
+    );
+
+    // The broker alone, for scale: a bare rdkafka consumer reading every message.
+    {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let c: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &broker.address)
+            .set("group.id", "bare-reader")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "3000")
+            .set("heartbeat.interval.ms", "500")
+            .create()
+            .expect("consumer");
+        c.subscribe(&["bench"]).expect("subscribe");
+        let mut n = 0u64;
+        let mut first = None;
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while n < produced && Instant::now() < deadline {
+            if let Some(Ok(_)) = c.poll(Duration::from_millis(100)) {
+                n += 1;
+                first.get_or_insert_with(Instant::now);
+            }
+        }
+        let took = first.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        println!(
+            "bare consumer (no processing): {n} messages in {took:.1} s after the first: {:.0} messages/s",
+            n as f64 / took
+        );
+    }
+
+    let started = Instant::now();
+    let ingest = kafka_ingest(
+        &ch,
+        &broker,
+        "bench",
+        "bench=cloudtrail",
+        &[
+            ("CREDTRAIL_KAFKA_BATCH_MAX_ROWS", "20000"),
+            ("CREDTRAIL_KAFKA_MAX_IN_FLIGHT_ROWS", "100000"),
+            ("CREDTRAIL_SINK_BATCH_MAX_ROWS", "50000"),
+            ("CREDTRAIL_KAFKA_COMMIT_INTERVAL_MS", "1000"),
+        ],
+    );
+    let pid = ingest.pid();
+    // CREDTRAIL_BENCH_TIMELINE=1: consumed, in flight and stored, second by second.
+    if std::env::var("CREDTRAIL_BENCH_TIMELINE").is_ok() {
+        for _ in 0..30 {
+            std::thread::sleep(Duration::from_secs(1));
+            let (_, m) = ingest.get("/metrics");
+            let pick = |name: &str| {
+                m.lines()
+                    .filter(|l| l.starts_with(name))
+                    .map(|l| l.rsplit(' ').next().unwrap().to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            println!(
+                "t={:.0} msgs={} inflight={} inserts={} stored={}",
+                started.elapsed().as_secs_f64(),
+                pick("credtrail_kafka_messages_total"),
+                pick("credtrail_kafka_in_flight_rows"),
+                pick("credtrail_clickhouse_insert_duration_seconds_count"),
+                pick("credtrail_events_stored_total")
+            );
+        }
+    }
+    // dedup_keys gets a key right after its event is durable, and is cheap to count.
+    let stored = wait_for_count(
+        &ch,
+        "SELECT count() FROM dedup_keys",
+        produced,
+        Duration::from_secs(1800),
+    );
+    let took = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pid);
+    let distinct = ch.count("SELECT uniqExact(source_event_id) FROM events FINAL");
+    println!("stored {distinct} distinct events ({stored} keys) in {took:.1} s");
+    println!(
+        "end to end: {:.0} events/s into ClickHouse (floor 50000)",
+        distinct as f64 / took
+    );
+    println!(
+        "ingest CPU: {cpu:.1} s in all, {:.1} CPU s per million events",
+        cpu / (distinct as f64 / 1e6)
+    );
+    // Where the time went, from the process' own metrics.
+    let (_, metrics) = ingest.get("/metrics");
+    for line in metrics.lines().filter(|l| {
+        l.starts_with("credtrail_clickhouse_insert_duration_seconds_sum")
+            || l.starts_with("credtrail_clickhouse_insert_duration_seconds_count")
+            || l.starts_with("credtrail_kafka_rebalances_total")
+            || l.starts_with("credtrail_kafka_resubmits_total")
+            || l.starts_with("credtrail_kafka_commits_total")
+    }) {
+        println!("  {line}");
+    }
+    assert_eq!(distinct, produced, "events lost or not yet stored");
+    ingest.stop();
+}
