@@ -2,10 +2,11 @@
 //!
 //! `cargo bench -p credtrail-ingest --bench normalize` prints records/s and MB/s for both and the
 //! ratio (target: normalize at least 70% of the bare parse). The bare parse reads every field the
-//! normalizer reads into a typed struct, borrowing strings, and nothing else.
+//! normalizer reads into a typed struct, borrowing strings (the same `JsonStr` the normalizer uses), and
+//! nothing else.
 
 use chrono::Utc;
-use credtrail_ingest::formats::{Normalized, cloudtrail};
+use credtrail_ingest::formats::{JsonStr, Normalized, cloudtrail};
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::hint::black_box;
@@ -23,17 +24,17 @@ struct Bare<'a> {
     #[serde(rename = "eventID", borrow)]
     event_id: Cow<'a, str>,
     #[serde(rename = "awsRegion", borrow)]
-    aws_region: Option<Cow<'a, str>>,
+    aws_region: Option<JsonStr<'a>>,
     #[serde(rename = "sourceIPAddress", borrow)]
-    source_ip_address: Option<Cow<'a, str>>,
+    source_ip_address: Option<JsonStr<'a>>,
     #[serde(rename = "userAgent", borrow)]
-    user_agent: Option<Cow<'a, str>>,
+    user_agent: Option<JsonStr<'a>>,
     #[serde(rename = "errorCode", borrow)]
-    error_code: Option<Cow<'a, str>>,
+    error_code: Option<JsonStr<'a>>,
     #[serde(rename = "errorMessage", borrow)]
-    error_message: Option<Cow<'a, str>>,
+    error_message: Option<JsonStr<'a>>,
     #[serde(rename = "recipientAccountId", borrow)]
-    recipient_account_id: Option<Cow<'a, str>>,
+    recipient_account_id: Option<JsonStr<'a>>,
     #[serde(rename = "userIdentity", borrow)]
     user_identity: Option<BareIdentity<'a>>,
     #[serde(rename = "requestParameters", borrow)]
@@ -46,20 +47,20 @@ struct Bare<'a> {
 #[allow(dead_code)]
 struct BareIdentity<'a> {
     #[serde(rename = "principalId", borrow)]
-    principal_id: Option<Cow<'a, str>>,
+    principal_id: Option<JsonStr<'a>>,
     #[serde(rename = "userName", borrow)]
-    user_name: Option<Cow<'a, str>>,
+    user_name: Option<JsonStr<'a>>,
     #[serde(rename = "identityProvider", borrow)]
-    identity_provider: Option<Cow<'a, str>>,
+    identity_provider: Option<JsonStr<'a>>,
 }
 
 #[derive(Deserialize)]
 #[allow(dead_code)]
 struct BareRequest<'a> {
     #[serde(rename = "roleArn", borrow)]
-    role_arn: Option<Cow<'a, str>>,
+    role_arn: Option<JsonStr<'a>>,
     #[serde(rename = "roleSessionName", borrow)]
-    role_session_name: Option<Cow<'a, str>>,
+    role_session_name: Option<JsonStr<'a>>,
     #[serde(rename = "durationSeconds")]
     duration_seconds: Option<u32>,
 }
@@ -70,22 +71,22 @@ struct BareResponse<'a> {
     #[serde(borrow)]
     credentials: Option<BareCredentials<'a>>,
     #[serde(borrow)]
-    audience: Option<Cow<'a, str>>,
+    audience: Option<JsonStr<'a>>,
     #[serde(borrow)]
-    provider: Option<Cow<'a, str>>,
+    provider: Option<JsonStr<'a>>,
     #[serde(rename = "subjectFromWebIdentityToken", borrow)]
-    subject: Option<Cow<'a, str>>,
+    subject: Option<JsonStr<'a>>,
 }
 
 #[derive(Deserialize)]
 #[allow(dead_code)]
 struct BareCredentials<'a> {
     #[serde(rename = "accessKeyId", borrow)]
-    access_key_id: Option<Cow<'a, str>>,
+    access_key_id: Option<JsonStr<'a>>,
     #[serde(borrow)]
-    expiration: Option<Cow<'a, str>>,
+    expiration: Option<JsonStr<'a>>,
     #[serde(rename = "sessionToken", borrow)]
-    session_token: Option<Cow<'a, str>>,
+    session_token: Option<JsonStr<'a>>,
 }
 
 /// Realistic records: the fixture shapes with varied ids, phases, outcomes and expirations.

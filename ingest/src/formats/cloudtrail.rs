@@ -10,7 +10,7 @@
 //! `terraform-run-<run-id>` session name, the access key id of the issued session. It never gives
 //! the `jti`.
 
-use super::{Normalized, Rejection, parse_json, parse_time};
+use super::{JsonStr, Normalized, Rejection, parse_json, parse_time};
 use crate::fingerprint::{redact_jwts, token_fingerprint};
 use crate::model::{EventKind, EventRow, Source, Text, ip_bytes, outcome, split_colons};
 use chrono::format::{Item, Parsed, StrftimeItems};
@@ -32,17 +32,17 @@ pub struct Record<'a> {
     #[serde(rename = "eventID", borrow)]
     pub event_id: Cow<'a, str>,
     #[serde(rename = "awsRegion", borrow, default)]
-    pub aws_region: Option<Cow<'a, str>>,
+    pub aws_region: Option<JsonStr<'a>>,
     #[serde(rename = "sourceIPAddress", borrow, default)]
-    pub source_ip_address: Option<Cow<'a, str>>,
+    pub source_ip_address: Option<JsonStr<'a>>,
     #[serde(rename = "userAgent", borrow, default)]
-    pub user_agent: Option<Cow<'a, str>>,
+    pub user_agent: Option<JsonStr<'a>>,
     #[serde(rename = "errorCode", borrow, default)]
-    pub error_code: Option<Cow<'a, str>>,
+    pub error_code: Option<JsonStr<'a>>,
     #[serde(rename = "errorMessage", borrow, default)]
-    pub error_message: Option<Cow<'a, str>>,
+    pub error_message: Option<JsonStr<'a>>,
     #[serde(rename = "recipientAccountId", borrow, default)]
-    pub recipient_account_id: Option<Cow<'a, str>>,
+    pub recipient_account_id: Option<JsonStr<'a>>,
     #[serde(rename = "userIdentity", borrow, default)]
     pub user_identity: Option<UserIdentity<'a>>,
     #[serde(rename = "requestParameters", borrow, default)]
@@ -64,19 +64,19 @@ struct Envelope<'a> {
 #[derive(Debug, Default, Deserialize)]
 pub struct UserIdentity<'a> {
     #[serde(rename = "principalId", borrow, default)]
-    pub principal_id: Option<Cow<'a, str>>,
+    pub principal_id: Option<JsonStr<'a>>,
     #[serde(rename = "userName", borrow, default)]
-    pub user_name: Option<Cow<'a, str>>,
+    pub user_name: Option<JsonStr<'a>>,
     #[serde(rename = "identityProvider", borrow, default)]
-    pub identity_provider: Option<Cow<'a, str>>,
+    pub identity_provider: Option<JsonStr<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 pub struct RequestParameters<'a> {
     #[serde(rename = "roleArn", borrow, default)]
-    pub role_arn: Option<Cow<'a, str>>,
+    pub role_arn: Option<JsonStr<'a>>,
     #[serde(rename = "roleSessionName", borrow, default)]
-    pub role_session_name: Option<Cow<'a, str>>,
+    pub role_session_name: Option<JsonStr<'a>>,
     #[serde(rename = "durationSeconds", default)]
     pub duration_seconds: Option<u32>,
 }
@@ -86,21 +86,21 @@ pub struct ResponseElements<'a> {
     #[serde(borrow, default)]
     pub credentials: Option<Credentials<'a>>,
     #[serde(rename = "subjectFromWebIdentityToken", borrow, default)]
-    pub subject_from_web_identity_token: Option<Cow<'a, str>>,
+    pub subject_from_web_identity_token: Option<JsonStr<'a>>,
     #[serde(borrow, default)]
-    pub audience: Option<Cow<'a, str>>,
+    pub audience: Option<JsonStr<'a>>,
     #[serde(borrow, default)]
-    pub provider: Option<Cow<'a, str>>,
+    pub provider: Option<JsonStr<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 pub struct Credentials<'a> {
     #[serde(rename = "accessKeyId", borrow, default)]
-    pub access_key_id: Option<Cow<'a, str>>,
+    pub access_key_id: Option<JsonStr<'a>>,
     #[serde(borrow, default)]
-    pub expiration: Option<Cow<'a, str>>,
+    pub expiration: Option<JsonStr<'a>>,
     #[serde(rename = "sessionToken", borrow, default)]
-    pub session_token: Option<Cow<'a, str>>,
+    pub session_token: Option<JsonStr<'a>>,
 }
 
 const EXCHANGE_EVENT: &str = "AssumeRoleWithWebIdentity";
@@ -148,7 +148,7 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized,
     match &record.error_code {
         Some(code) if !code.is_empty() => {
             row.outcome = outcome::FAILURE.into();
-            row.error_code = code.as_ref().into();
+            row.error_code = (**code).into();
             row.error_message = record.error_message.as_deref().unwrap_or("").into();
         }
         _ => row.outcome = outcome::SUCCESS.into(),

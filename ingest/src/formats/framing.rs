@@ -72,6 +72,19 @@ pub fn decompressing<R: Read + 'static>(reader: R) -> io::Result<Box<dyn BufRead
     }
 }
 
+/// [`decompressing`] for input already in memory (a Kafka message, an HTTP body): plain bytes
+/// are read in place, without a 256 KiB buffer per input.
+pub fn decompressing_bytes(bytes: Vec<u8>) -> Box<dyn BufRead> {
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        Box::new(BufReader::with_capacity(
+            64 * 1024,
+            MultiGzDecoder::new(io::Cursor::new(bytes)),
+        ))
+    } else {
+        Box::new(io::Cursor::new(bytes))
+    }
+}
+
 enum Mode {
     /// Before the first document: decide between lines and a stream.
     Start,
@@ -354,7 +367,7 @@ fn count_newlines(b: &[u8]) -> u64 {
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(hay, needle).is_some()
 }
 
 fn trim_start(b: &[u8]) -> &[u8] {

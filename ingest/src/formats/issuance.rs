@@ -10,7 +10,7 @@
 //! sender may instead put the raw JWT in `token`: it is decoded here, fingerprinted and dropped, so
 //! the stored `raw` is always rebuilt from claims and never holds the token.
 
-use super::{Normalized, Rejection, parse_json};
+use super::{JsonStr, Normalized, Rejection, parse_json};
 use crate::fingerprint::{redact_jwts, token_fingerprint};
 use crate::model::{EventKind, EventRow, Source, Text, outcome};
 use base64::Engine;
@@ -31,20 +31,20 @@ struct Record<'a> {
     #[serde(borrow, default)]
     alias_tag: Cow<'a, str>,
     #[serde(borrow, default)]
-    token_fingerprint: Option<Cow<'a, str>>,
+    token_fingerprint: Option<JsonStr<'a>>,
     #[serde(borrow, default)]
     claims: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    token: Option<Cow<'a, str>>,
+    token: Option<JsonStr<'a>>,
 }
 
 /// The claims credtrail keeps; every other claim stays in `raw`.
 #[derive(Debug, Deserialize)]
 pub struct Claims<'a> {
     #[serde(borrow, default)]
-    pub jti: Option<Cow<'a, str>>,
+    pub jti: Option<JsonStr<'a>>,
     #[serde(borrow, default)]
-    pub iss: Option<Cow<'a, str>>,
+    pub iss: Option<JsonStr<'a>>,
     #[serde(default)]
     pub aud: Option<Audience<'a>>,
     #[serde(borrow)]
@@ -53,15 +53,15 @@ pub struct Claims<'a> {
     #[serde(default)]
     pub exp: Option<i64>,
     #[serde(borrow, default)]
-    pub terraform_organization_id: Option<Cow<'a, str>>,
+    pub terraform_organization_id: Option<JsonStr<'a>>,
     #[serde(borrow, default)]
-    pub terraform_project_id: Option<Cow<'a, str>>,
+    pub terraform_project_id: Option<JsonStr<'a>>,
     #[serde(borrow, default)]
-    pub terraform_workspace_id: Option<Cow<'a, str>>,
+    pub terraform_workspace_id: Option<JsonStr<'a>>,
     #[serde(borrow, default)]
-    pub terraform_run_id: Option<Cow<'a, str>>,
+    pub terraform_run_id: Option<JsonStr<'a>>,
     #[serde(borrow, default)]
-    pub terraform_run_phase: Option<Cow<'a, str>>,
+    pub terraform_run_phase: Option<JsonStr<'a>>,
 }
 
 /// `aud` is a string in HCP tokens but may be an array in JWTs generally.
@@ -182,7 +182,7 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized,
     Ok(Normalized::Event(Box::new(row)))
 }
 
-fn owned(v: &Option<Cow<'_, str>>) -> Text {
+fn owned(v: &Option<JsonStr<'_>>) -> Text {
     v.as_deref().unwrap_or("").into()
 }
 

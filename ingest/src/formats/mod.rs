@@ -13,6 +13,43 @@ pub mod issuance;
 use crate::model::{EventRow, Source};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use std::borrow::Cow;
+
+/// A JSON string borrowed from the input when it has no escapes, owned otherwise.
+///
+/// serde's own `Cow<str>` borrows only as a direct `#[serde(borrow)]` field; inside an `Option`
+/// it always allocates, which was the largest cost of a normalized record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonStr<'a>(pub Cow<'a, str>);
+
+impl std::ops::Deref for JsonStr<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for JsonStr<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = JsonStr<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(JsonStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(JsonStr(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(JsonStr(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(Visitor)
+    }
+}
 
 /// The result of normalizing one well-formed record.
 #[derive(Debug)]
@@ -154,7 +191,7 @@ pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
 
 /// Picks the format of a record whose source was not named, by a field only that format has.
 pub fn detect_source(record: &[u8]) -> Option<Source> {
-    let has = |needle: &[u8]| record.windows(needle.len()).any(|w| w == needle);
+    let has = |needle: &[u8]| memchr::memmem::find(record, needle).is_some();
     if has(b"\"eventSource\"") {
         Some(Source::AwsCloudtrail)
     } else if has(b"\"claims\"") || has(b"\"token\"") {

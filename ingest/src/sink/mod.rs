@@ -3,11 +3,12 @@
 //!
 //! Sources hand a [`Batch`] to a [`SinkHandle`] and await its [`Ack`]. The sink task gathers
 //! batches until `batch_max_rows` or `flush_interval_ms`, then, per flush:
-//! 1. drops events whose dedup key is already in `dedup_keys` or earlier in the flush
-//!    (counted as duplicates),
-//! 2. inserts the new events, then their keys, then the dead letters, retrying with exponential
-//!    backoff,
-//! 3. acknowledges every batch in the flush (or reports the failure after the last attempt).
+//! 1. looks up which dedup keys are already in `dedup_keys` (while the previous flush is still
+//!    inserting: the two stages overlap, and the previous flush's keys count as stored),
+//! 2. drops those events and repeats within the flush (counted as duplicates), inserts the new
+//!    events, then their keys, then the dead letters, retrying with exponential backoff,
+//! 3. acknowledges every batch in the flush (or hands it back with the error after the last
+//!    attempt).
 //!
 //! The queue in front of the task is bounded (`queue_capacity`), so a slow ClickHouse slows the
 //! sources down instead of growing memory. Duplicates that slip past step 1 (a crash between the
@@ -21,6 +22,7 @@ use crate::config::SinkConfig;
 use crate::metrics::Metrics;
 use crate::model::{DeadLetterRow, EventRow};
 use crate::store::Store;
+use std::collections::HashSet;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
@@ -148,7 +150,10 @@ pub fn spawn(store: Store, config: SinkConfig, metrics: Metrics) -> (SinkHandle,
 }
 
 async fn run(mut rx: mpsc::Receiver<Job>, writer: writer::Writer, config: SinkConfig) {
+    let writer = std::sync::Arc::new(writer);
     let interval = std::time::Duration::from_millis(config.flush_interval_ms);
+    // The flush whose inserts are running; it yields the keys it stored.
+    let mut inserting: Option<JoinHandle<HashSet<u64>>> = None;
     while let Some(first) = rx.recv().await {
         let deadline = Instant::now() + interval;
         let mut rows = first.batch.rows();
@@ -167,10 +172,42 @@ async fn run(mut rx: mpsc::Receiver<Job>, writer: writer::Writer, config: SinkCo
         }
         let (batches, acks): (Vec<Batch>, Vec<_>) =
             jobs.into_iter().map(|j| (j.batch, j.ack)).unzip();
-        let results = writer.flush(&batches).await;
-        for ((ack, result), batch) in acks.into_iter().zip(results).zip(batches) {
-            // A sender that gave up waiting is fine: its rows are stored all the same.
-            let _ = ack.send(result.map_err(|error| Failed { error, batch }));
-        }
+        // Stage one overlaps the previous flush's inserts. Its keys may not be visible to the
+        // lookup yet, so they count as stored once it is done.
+        let lookup = writer.lookup(&batches).await;
+        let just_stored = match inserting.take() {
+            Some(task) => task.await.unwrap_or_default(),
+            None => HashSet::new(),
+        };
+        let mut existing = match lookup {
+            Ok(existing) => existing,
+            Err(e) => {
+                let results = writer.failed(&batches, e);
+                answer(acks, results, batches);
+                continue;
+            }
+        };
+        existing.extend(just_stored);
+        let writer = writer.clone();
+        inserting = Some(tokio::spawn(async move {
+            let (results, stored) = writer.store(&batches, &existing).await;
+            answer(acks, results, batches);
+            stored
+        }));
+    }
+    if let Some(task) = inserting {
+        let _ = task.await;
+    }
+}
+
+/// Sends each sender its result; a failed batch goes back with its error.
+fn answer(
+    acks: Vec<oneshot::Sender<AckResult>>,
+    results: Vec<Result<Ack, SinkError>>,
+    batches: Vec<Batch>,
+) {
+    for ((ack, result), batch) in acks.into_iter().zip(results).zip(batches) {
+        // A sender that gave up waiting is fine: its rows are stored all the same.
+        let _ = ack.send(result.map_err(|error| Failed { error, batch }));
     }
 }

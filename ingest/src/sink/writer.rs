@@ -1,4 +1,5 @@
-//! One flush: dedup against `dedup_keys`, then the inserts, each retried with backoff.
+//! One flush in two stages: the dedup lookup against `dedup_keys`, then the inserts; each
+//! statement retried with backoff.
 
 use super::{Ack, Batch, SinkError};
 use crate::config::SinkConfig;
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 pub const EXISTING_DEDUP_KEYS_SQL: &str = include_str!("../../sql/existing_dedup_keys.sql");
 
 /// Keys per lookup query; keeps the statement well under 18.16's 256 KiB `max_query_size`.
-const KEYS_PER_LOOKUP: usize = 4000;
+const KEYS_PER_LOOKUP: usize = 8000;
 
 #[derive(Debug, clickhouse::Row, Serialize)]
 struct DedupKeyRow {
@@ -61,31 +62,51 @@ impl Writer {
             .with_jitter()
     }
 
-    /// Writes every batch of a flush; one result per batch, in order.
-    pub(super) async fn flush(&self, batches: &[Batch]) -> Vec<Result<Ack, SinkError>> {
-        let started = Instant::now();
-        let result = self.flush_inner(batches).await;
-        self.metrics
-            .insert_seconds
-            .observe(started.elapsed().as_secs_f64());
-        match result {
-            Ok(acks) => acks.into_iter().map(Ok).collect(),
-            Err(e) => {
-                self.metrics.insert_failures.inc();
-                tracing::error!(error = %e, "giving up on a ClickHouse write");
-                batches.iter().map(|_| Err(e.clone())).collect()
-            }
-        }
-    }
-
-    async fn flush_inner(&self, batches: &[Batch]) -> Result<Vec<Ack>, SinkError> {
+    /// Stage one of a flush: the keys of these batches that are stored already. Runs while the
+    /// previous flush is still inserting (see `super::run`).
+    pub(super) async fn lookup(&self, batches: &[Batch]) -> Result<HashSet<u64>, SinkError> {
         let all_keys: Vec<u64> = batches
             .iter()
             .flat_map(|b| b.events.iter().map(|e| e.dedup_key))
             .collect();
-        let existing = self.retrying(|| self.existing_keys(&all_keys)).await?;
+        self.retrying(|| self.existing_keys(&all_keys)).await
+    }
 
-        let mut seen: HashSet<u64> = HashSet::with_capacity(all_keys.len());
+    /// Stage two: inserts what `existing` does not hold; one result per batch, in order, and the
+    /// keys it stored (empty when it failed).
+    pub(super) async fn store(
+        &self,
+        batches: &[Batch],
+        existing: &HashSet<u64>,
+    ) -> (Vec<Result<Ack, SinkError>>, HashSet<u64>) {
+        let started = Instant::now();
+        let result = self.store_inner(batches, existing).await;
+        self.metrics
+            .insert_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok((acks, stored)) => (acks.into_iter().map(Ok).collect(), stored),
+            Err(e) => {
+                self.metrics.insert_failures.inc();
+                tracing::error!(error = %e, "giving up on a ClickHouse write");
+                (batches.iter().map(|_| Err(e.clone())).collect(), HashSet::new())
+            }
+        }
+    }
+
+    /// A failed lookup fails every batch of the flush.
+    pub(super) fn failed(&self, batches: &[Batch], e: SinkError) -> Vec<Result<Ack, SinkError>> {
+        self.metrics.insert_failures.inc();
+        tracing::error!(error = %e, "giving up on a ClickHouse dedup lookup");
+        batches.iter().map(|_| Err(e.clone())).collect()
+    }
+
+    async fn store_inner(
+        &self,
+        batches: &[Batch],
+        existing: &HashSet<u64>,
+    ) -> Result<(Vec<Ack>, HashSet<u64>), SinkError> {
+        let mut seen: HashSet<u64> = HashSet::new();
         let mut fresh: Vec<&EventRow> = Vec::new();
         let mut dead: Vec<&DeadLetterRow> = Vec::new();
         let mut acks = Vec::with_capacity(batches.len());
@@ -134,7 +155,7 @@ impl Writer {
                 .with_label_values(&[&d.error_kind])
                 .inc();
         }
-        Ok(acks)
+        Ok((acks, seen))
     }
 
     async fn existing_keys(&self, keys: &[u64]) -> Result<HashSet<u64>, clickhouse::error::Error> {

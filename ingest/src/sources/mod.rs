@@ -7,7 +7,7 @@ pub mod http;
 pub mod kafka;
 pub mod replay;
 
-use crate::formats::framing::{Framer, decompressing};
+use crate::formats::framing::{Framer, decompressing, decompressing_bytes};
 use crate::metrics::Metrics;
 use crate::normalize::{Normalizer, Outcome, SourceChoice};
 use crate::sink::Batch;
@@ -62,12 +62,31 @@ impl Intake {
         batch_rows: usize,
         emit: impl FnMut(Batch, Tally, Vec<RecordError>, u64),
     ) -> std::io::Result<()> {
-        frame_input(reader, choice, origin, self, batch_rows, emit)
+        frame_input(decompressing(reader)?, choice, origin, self, batch_rows, emit)
+    }
+
+    /// [`Intake::frame`] for input already in memory (a Kafka message, an HTTP body).
+    pub fn frame_bytes(
+        &self,
+        bytes: Vec<u8>,
+        choice: SourceChoice,
+        origin: &str,
+        batch_rows: usize,
+        emit: impl FnMut(Batch, Tally, Vec<RecordError>, u64),
+    ) -> std::io::Result<()> {
+        frame_input(
+            decompressing_bytes(bytes),
+            choice,
+            origin,
+            self,
+            batch_rows,
+            emit,
+        )
     }
 }
 
 fn frame_input(
-    reader: impl Read + 'static,
+    reader: Box<dyn std::io::BufRead>,
     choice: SourceChoice,
     origin: &str,
     intake: &Intake,
@@ -75,7 +94,6 @@ fn frame_input(
     mut emit: impl FnMut(Batch, Tally, Vec<RecordError>, u64),
 ) -> std::io::Result<()> {
     let (normalizer, metrics) = (&intake.normalizer, &intake.metrics);
-    let reader = decompressing(reader)?;
     let mut framer = Framer::new(reader, intake.max_record_bytes);
     let mut batch = Batch::default();
     let mut tally = Tally::default();

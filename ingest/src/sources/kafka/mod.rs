@@ -270,8 +270,8 @@ impl KafkaSource {
         let mut events = 0u32;
         let mut dead_letters = 0u32;
         let building = &mut p.building;
-        let result = self.intake.frame(
-            std::io::Cursor::new(payload),
+        let result = self.intake.frame_bytes(
+            payload,
             choice,
             &origin,
             usize::MAX,
