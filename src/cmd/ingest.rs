@@ -34,10 +34,11 @@ pub async fn run(config: Option<&Path>, _args: Args) -> anyhow::Result<ExitCode>
             tokio::runtime::Handle::current(),
         );
         let stop = stop.clone();
+        let done = Done(done_tx.clone());
         tokio::task::spawn_blocking(move || {
-            let result = source.run(stop);
-            let _ = done_tx.send(true);
-            result
+            // Says "ended" however the thread ends, panics included.
+            let _done = done;
+            source.run(stop)
         })
     });
 
@@ -61,9 +62,20 @@ pub async fn run(config: Option<&Path>, _args: Args) -> anyhow::Result<ExitCode>
     // The router and the Kafka source (and with them the last sink handles) are gone: the sink
     // drains and stops.
     sink_task.await.context("sink task")?;
+    // Held until here so that `kafka_done` only resolves when the Kafka thread ends.
+    drop(done_tx);
     kafka_result.context("Kafka source")?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Sends `true` when dropped.
+struct Done(watch::Sender<bool>);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        let _ = self.0.send(true);
+    }
 }
 
 async fn shutdown_signal() {

@@ -147,6 +147,11 @@ impl ClickHouse {
         self.spawn();
     }
 
+    /// The server's PID when this test started it.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn is_own(&self) -> bool {
         self.dir.is_some()
     }
@@ -458,6 +463,10 @@ impl Broker {
             "topic create failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGSTOP: the broker stops answering but keeps its data.

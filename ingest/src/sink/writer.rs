@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 /// Shipped SQL: which keys of a flush are stored already.
 pub const EXISTING_DEDUP_KEYS_SQL: &str = include_str!("../../sql/existing_dedup_keys.sql");
 
-/// Keys per lookup query; keeps the statement well under 18.16's 256 KiB `max_query_size`.
-const KEYS_PER_LOOKUP: usize = 8000;
+/// Keys per lookup query. Each lookup scans `dedup_keys`, so fewer, larger lookups are cheaper;
+/// the statement (about 21 bytes a key) is allowed past the 256 KiB default `max_query_size`.
+const KEYS_PER_LOOKUP: usize = 50_000;
+const LOOKUP_MAX_QUERY_SIZE: &str = "2097152";
 
 #[derive(Debug, clickhouse::Row, Serialize)]
 struct DedupKeyRow {
@@ -89,7 +91,10 @@ impl Writer {
             Err(e) => {
                 self.metrics.insert_failures.inc();
                 tracing::error!(error = %e, "giving up on a ClickHouse write");
-                (batches.iter().map(|_| Err(e.clone())).collect(), HashSet::new())
+                (
+                    batches.iter().map(|_| Err(e.clone())).collect(),
+                    HashSet::new(),
+                )
             }
         }
     }
@@ -166,6 +171,7 @@ impl Writer {
                 .client()
                 .query(EXISTING_DEDUP_KEYS_SQL)
                 .bind(KeyTuple(chunk))
+                .with_setting("max_query_size", LOOKUP_MAX_QUERY_SIZE)
                 .fetch_all()
                 .await?;
             found.extend(rows);

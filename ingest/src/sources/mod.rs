@@ -62,7 +62,14 @@ impl Intake {
         batch_rows: usize,
         emit: impl FnMut(Batch, Tally, Vec<RecordError>, u64),
     ) -> std::io::Result<()> {
-        frame_input(decompressing(reader)?, choice, origin, self, batch_rows, emit)
+        frame_input(
+            decompressing(reader)?,
+            choice,
+            origin,
+            self,
+            batch_rows,
+            emit,
+        )
     }
 
     /// [`Intake::frame`] for input already in memory (a Kafka message, an HTTP body).
