@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 pub const EXISTING_DEDUP_KEYS_SQL: &str = include_str!("../../sql/existing_dedup_keys.sql");
 
 /// Keys per lookup query. Each lookup scans `dedup_keys`, so fewer, larger lookups are cheaper;
-/// the statement (about 21 bytes a key) is allowed past the 256 KiB default `max_query_size`.
-const KEYS_PER_LOOKUP: usize = 50_000;
-const LOOKUP_MAX_QUERY_SIZE: &str = "2097152";
+/// the statement (about 21 bytes a key) is allowed past the 256 KiB default `max_query_size`, and
+/// stays under the default `max_ast_elements` (50,000), which every server enforces.
+const KEYS_PER_LOOKUP: usize = 20_000;
+const LOOKUP_MAX_QUERY_SIZE: &str = "1048576";
 
 #[derive(Debug, clickhouse::Row, Serialize)]
 struct DedupKeyRow {
