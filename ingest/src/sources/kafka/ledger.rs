@@ -112,10 +112,6 @@ impl Ledger {
     pub fn outstanding(&self, key: PartitionKey) -> usize {
         self.partitions.get(&key).map_or(0, |l| l.pending.len())
     }
-
-    pub fn assigned(&self) -> impl Iterator<Item = PartitionKey> + '_ {
-        self.partitions.keys().copied()
-    }
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ mod context;
 mod ledger;
 mod pipeline;
 
-pub use ledger::{Ledger, PartitionKey};
+use ledger::PartitionKey;
 
 use super::Intake;
 use crate::config::KafkaConfig;
