@@ -38,6 +38,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+/// Produces dead letters to `kafka.dead_letter_topic` from its own polling thread.
+type DeadLetterProducer = ThreadedProducer<DefaultProducerContext>;
+
 /// How long one poll waits for a message; also the longest the loop goes without housekeeping.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -144,47 +147,8 @@ impl KafkaSource {
     /// Consumes until `stop` is set, then drains: submits what was built, waits up to
     /// `drain_timeout_secs` for it to be durable, commits, and leaves the group.
     pub fn run(self, stop: Arc<AtomicBool>) -> Result<(), KafkaSourceError> {
-        let topics: Vec<(String, SourceChoice)> = self
-            .config
-            .topics
-            .0
-            .iter()
-            .map(|(t, f)| {
-                let choice = SourceChoice::parse(f)
-                    .ok_or_else(|| KafkaSourceError::Config(format!("unknown format {f:?}")))?;
-                Ok((t.clone(), choice))
-            })
-            .collect::<Result<_, KafkaSourceError>>()?;
-        let metrics = self.intake.metrics.clone();
-        let dead_letter_producer: Option<ThreadedProducer<DefaultProducerContext>> =
-            if self.config.dead_letter_topic.is_empty() {
-                None
-            } else {
-                let mut pc = ClientConfig::new();
-                for (k, v) in &self.config.properties.0 {
-                    pc.set(k, v);
-                }
-                Some(pc.set("bootstrap.servers", &self.config.brokers).create()?)
-            };
-        let shared = Arc::new(Shared {
-            pipeline: Mutex::new(Pipeline::new(
-                self.sink.clone(),
-                self.runtime.clone(),
-                metrics.clone(),
-                topics.iter().map(|(t, _)| t.clone()).collect(),
-                dead_letter_producer.is_some(),
-            )),
-            topic_index: topics
-                .iter()
-                .enumerate()
-                .map(|(i, (t, _))| (t.clone(), i))
-                .collect(),
-            topics,
-            paused: AtomicBool::new(false),
-            drain_timeout: Duration::from_secs(self.config.drain_timeout_secs),
-            metrics: metrics.clone(),
-            commit_started: Mutex::new(None),
-        });
+        let dead_letters = self.dead_letter_producer()?;
+        let shared = self.shared(dead_letters.is_some())?;
         let consumer: BaseConsumer<SourceContext> = self
             .client_config()?
             .create_with_context(SourceContext::new(shared.clone()))?;
@@ -192,35 +156,13 @@ impl KafkaSource {
         consumer.subscribe(&names)?;
         tracing::info!(topics = ?names, group = %self.config.group_id, "Kafka source started");
 
-        let commit_every = Duration::from_millis(self.config.commit_interval_ms);
-        let linger = Duration::from_millis(self.config.linger_ms);
         let mut last_commit = Instant::now();
         while !stop.load(Ordering::Relaxed) {
-            {
-                let mut p = shared.pipeline();
-                p.apply_acks(None);
-                p.resubmit_due()?;
-                let building = &p.building;
-                let full = building.batch.rows() >= self.config.batch_max_rows;
-                let old = building.started.is_some_and(|t| t.elapsed() >= linger);
-                if full || old {
-                    p.submit_building()?;
-                }
-                if let Some(producer) = &dead_letter_producer {
-                    publish_dead_letters(producer, &self.config.dead_letter_topic, &mut p);
-                }
-                let outstanding = p.rows_outstanding();
-                drop(p);
-                self.backpressure(&consumer, &shared, outstanding);
-                if last_commit.elapsed() >= commit_every {
-                    commit(&consumer, &shared, CommitMode::Async);
-                    last_commit = Instant::now();
-                }
-            }
+            self.housekeeping(&consumer, &shared, dead_letters.as_ref(), &mut last_commit)?;
             match consumer.poll(POLL) {
                 None => {}
                 Some(Err(e)) => {
-                    metrics.kafka.errors.inc();
+                    shared.metrics.kafka.errors.inc();
                     tracing::warn!(error = %e, "Kafka consumer error");
                 }
                 Some(Ok(message)) => self.take(&shared, &message),
@@ -234,7 +176,7 @@ impl KafkaSource {
             if !drained {
                 tracing::warn!("rows still in flight at shutdown; they will be consumed again");
             }
-            if let Some(producer) = &dead_letter_producer {
+            if let Some(producer) = &dead_letters {
                 publish_dead_letters(producer, &self.config.dead_letter_topic, &mut p);
                 let _ = producer.flush(Duration::from_secs(5));
             }
@@ -242,6 +184,87 @@ impl KafkaSource {
         commit(&consumer, &shared, CommitMode::Sync);
         consumer.unsubscribe();
         Ok(())
+    }
+
+    /// Between two polls: apply acks, resubmit, hand over a full or old batch, publish dead
+    /// letters, pause or resume, commit.
+    fn housekeeping(
+        &self,
+        consumer: &BaseConsumer<SourceContext>,
+        shared: &Shared,
+        dead_letters: Option<&DeadLetterProducer>,
+        last_commit: &mut Instant,
+    ) -> Result<(), KafkaSourceError> {
+        let mut p = shared.pipeline();
+        p.apply_acks(None);
+        p.resubmit_due()?;
+        let building = &p.building;
+        let full = building.batch.rows() >= self.config.batch_max_rows;
+        let linger = Duration::from_millis(self.config.linger_ms);
+        let old = building.started.is_some_and(|t| t.elapsed() >= linger);
+        if full || old {
+            p.submit_building()?;
+        }
+        if let Some(producer) = dead_letters {
+            publish_dead_letters(producer, &self.config.dead_letter_topic, &mut p);
+        }
+        let outstanding = p.rows_outstanding();
+        drop(p);
+        self.backpressure(consumer, shared, outstanding);
+        if last_commit.elapsed() >= Duration::from_millis(self.config.commit_interval_ms) {
+            commit(consumer, shared, CommitMode::Async);
+            *last_commit = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// The producer for `kafka.dead_letter_topic`, when one is configured.
+    fn dead_letter_producer(&self) -> Result<Option<DeadLetterProducer>, KafkaSourceError> {
+        if self.config.dead_letter_topic.is_empty() {
+            return Ok(None);
+        }
+        let mut pc = ClientConfig::new();
+        for (k, v) in &self.config.properties.0 {
+            pc.set(k, v);
+        }
+        Ok(Some(
+            pc.set("bootstrap.servers", &self.config.brokers).create()?,
+        ))
+    }
+
+    /// The state shared with the callbacks, topics resolved to their formats.
+    fn shared(&self, keep_dead_letters: bool) -> Result<Arc<Shared>, KafkaSourceError> {
+        let topics: Vec<(String, SourceChoice)> = self
+            .config
+            .topics
+            .0
+            .iter()
+            .map(|(t, f)| {
+                let choice = SourceChoice::parse(f)
+                    .ok_or_else(|| KafkaSourceError::Config(format!("unknown format {f:?}")))?;
+                Ok((t.clone(), choice))
+            })
+            .collect::<Result<_, KafkaSourceError>>()?;
+        let metrics = self.intake.metrics.clone();
+        Ok(Arc::new(Shared {
+            pipeline: Mutex::new(Pipeline::new(
+                self.sink.clone(),
+                self.runtime.clone(),
+                metrics.clone(),
+                topics.iter().map(|(t, _)| t.clone()).collect(),
+                keep_dead_letters,
+            )),
+            topic_index: topics
+                .iter()
+                .enumerate()
+                .map(|(i, (t, _))| (t.clone(), i))
+                .collect(),
+            topics,
+            paused: AtomicBool::new(false),
+            drain_timeout: Duration::from_secs(self.config.drain_timeout_secs),
+            metrics,
+            commit_started: Mutex::new(None),
+        }))
     }
 
     /// Frames one message into the batch being built and records its offset.
@@ -371,11 +394,7 @@ fn start_commit_clock(shared: &Shared) {
 }
 
 /// Produces durable dead letters to the dead-letter topic, with the reason in headers.
-fn publish_dead_letters(
-    producer: &ThreadedProducer<DefaultProducerContext>,
-    topic: &str,
-    p: &mut Pipeline,
-) {
+fn publish_dead_letters(producer: &DeadLetterProducer, topic: &str, p: &mut Pipeline) {
     for d in p.durable_dead_letters.drain(..) {
         let headers = OwnedHeaders::new()
             .insert(Header {
