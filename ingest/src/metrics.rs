@@ -53,22 +53,28 @@ pub struct KafkaMetrics {
     pub storage_lag_seconds: HistogramVec,
 }
 
+/// Registers a metric and hands it back; names are static, so failure is a programming error.
+fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: M) -> M {
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique, valid metric");
+    metric
+}
+
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("unique metric");
-            c
+            register(
+                &registry,
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
         };
         let counter = |name: &str, help: &str| {
-            let c = IntCounter::new(name, help).expect("valid metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("unique metric");
-            c
+            register(
+                &registry,
+                IntCounter::new(name, help).expect("valid metric"),
+            )
         };
         let records = counter_vec(
             "credtrail_ingest_records_total",
@@ -90,19 +96,19 @@ impl Metrics {
             "Records stored as dead letters, by error kind.",
             &["error_kind"],
         );
-        let insert_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "credtrail_clickhouse_insert_duration_seconds",
-                "Time to write one batch to ClickHouse, retries included.",
+        let insert_seconds = register(
+            &registry,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "credtrail_clickhouse_insert_duration_seconds",
+                    "Time to write one batch to ClickHouse, retries included.",
+                )
+                .buckets(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ]),
             )
-            .buckets(vec![
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-            ]),
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(insert_seconds.clone()))
-            .expect("unique metric");
+            .expect("valid metric"),
+        );
         let insert_retries = counter(
             "credtrail_clickhouse_insert_retries_total",
             "Failed ClickHouse write attempts that were retried.",
@@ -132,8 +138,9 @@ impl Metrics {
                 "Offset commits by result (ok, error).",
                 &["result"],
             ),
-            commit_seconds: {
-                let h = Histogram::with_opts(
+            commit_seconds: register(
+                &registry,
+                Histogram::with_opts(
                     HistogramOpts::new(
                         "credtrail_kafka_commit_duration_seconds",
                         "Time from issuing an offset commit to the broker's answer.",
@@ -142,34 +149,24 @@ impl Metrics {
                         0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
                     ]),
                 )
-                .expect("valid metric");
-                registry
-                    .register(Box::new(h.clone()))
-                    .expect("unique metric");
-                h
-            },
-            paused_partitions: {
-                let g = IntGauge::new(
+                .expect("valid metric"),
+            ),
+            paused_partitions: register(
+                &registry,
+                IntGauge::new(
                     "credtrail_kafka_paused_partitions",
                     "Partitions paused because the sink is behind.",
                 )
-                .expect("valid metric");
-                registry
-                    .register(Box::new(g.clone()))
-                    .expect("unique metric");
-                g
-            },
-            in_flight_rows: {
-                let g = IntGauge::new(
+                .expect("valid metric"),
+            ),
+            in_flight_rows: register(
+                &registry,
+                IntGauge::new(
                     "credtrail_kafka_in_flight_rows",
                     "Rows consumed from Kafka and not yet durable.",
                 )
-                .expect("valid metric");
-                registry
-                    .register(Box::new(g.clone()))
-                    .expect("unique metric");
-                g
-            },
+                .expect("valid metric"),
+            ),
             rebalances: counter_vec(
                 "credtrail_kafka_rebalances_total",
                 "Rebalance callbacks by kind (assign, revoke, error).",
@@ -183,8 +180,9 @@ impl Metrics {
                 "credtrail_kafka_errors_total",
                 "Consumer errors reported by librdkafka.",
             ),
-            storage_lag_seconds: {
-                let h = HistogramVec::new(
+            storage_lag_seconds: register(
+                &registry,
+                HistogramVec::new(
                     HistogramOpts::new(
                         "credtrail_kafka_storage_lag_seconds",
                         "From a message's Kafka timestamp to its rows being durable.",
@@ -194,12 +192,8 @@ impl Metrics {
                     ]),
                     &["topic"],
                 )
-                .expect("valid metric");
-                registry
-                    .register(Box::new(h.clone()))
-                    .expect("unique metric");
-                h
-            },
+                .expect("valid metric"),
+            ),
         };
         Metrics {
             kafka,
