@@ -34,7 +34,8 @@ pub struct Metrics {
 pub struct KafkaMetrics {
     /// Messages consumed, by topic.
     pub messages: IntCounterVec,
-    /// Rows made durable, by topic and kind (event, duplicate, dead_letter).
+    /// Rows made durable, by topic and kind (event, dead_letter); duplicates are counted by the
+    /// sink, per source.
     pub durable_rows: IntCounterVec,
     /// Offset commits by result (ok, error).
     pub commits: IntCounterVec,
@@ -59,6 +60,27 @@ fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registr
         .register(Box::new(metric.clone()))
         .expect("unique, valid metric");
     metric
+}
+
+/// One topic's Kafka metrics, resolved once: the consumer touches them per message, where a
+/// label lookup each time would cost a hash and a lock.
+#[derive(Clone)]
+pub struct TopicMetrics {
+    pub messages: IntCounter,
+    pub durable_events: IntCounter,
+    pub durable_dead_letters: IntCounter,
+    pub storage_lag_seconds: Histogram,
+}
+
+impl KafkaMetrics {
+    pub fn topic(&self, topic: &str) -> TopicMetrics {
+        TopicMetrics {
+            messages: self.messages.with_label_values(&[topic]),
+            durable_events: self.durable_rows.with_label_values(&[topic, "event"]),
+            durable_dead_letters: self.durable_rows.with_label_values(&[topic, "dead_letter"]),
+            storage_lag_seconds: self.storage_lag_seconds.with_label_values(&[topic]),
+        }
+    }
 }
 
 impl Metrics {
@@ -130,7 +152,7 @@ impl Metrics {
             ),
             durable_rows: counter_vec(
                 "credtrail_kafka_durable_rows_total",
-                "Rows from Kafka made durable, by topic and kind (event, duplicate, dead_letter).",
+                "Rows from Kafka made durable, by topic and kind (event, dead_letter).",
                 &["topic", "kind"],
             ),
             commits: counter_vec(

@@ -24,6 +24,7 @@ use ledger::PartitionKey;
 
 use super::Intake;
 use crate::config::KafkaConfig;
+use crate::metrics::TopicMetrics;
 use crate::normalize::SourceChoice;
 use crate::sink::{SinkError, SinkHandle};
 use context::SourceContext;
@@ -68,12 +69,19 @@ pub(crate) struct Shared {
     pipeline: Mutex<Pipeline>,
     /// Topic name to index in `topics`; the index is the ledger's and the metrics' topic id.
     topic_index: HashMap<String, usize>,
-    topics: Vec<(String, SourceChoice)>,
+    topics: Vec<Topic>,
     /// Whether the partitions are paused for backpressure.
     paused: AtomicBool,
     drain_timeout: Duration,
     metrics: crate::metrics::Metrics,
     commit_started: Mutex<Option<Instant>>,
+}
+
+/// A configured topic: its name, its format, its metrics.
+struct Topic {
+    name: String,
+    choice: SourceChoice,
+    metrics: TopicMetrics,
 }
 
 impl Shared {
@@ -94,8 +102,11 @@ impl Shared {
         let mut tpl = TopicPartitionList::new();
         for (k, o) in offsets {
             // Only fails for an invalid offset value, which a ledger never holds.
-            let _ =
-                tpl.add_partition_offset(&self.topics[k.topic].0, k.partition, Offset::Offset(*o));
+            let _ = tpl.add_partition_offset(
+                &self.topics[k.topic].name,
+                k.partition,
+                Offset::Offset(*o),
+            );
         }
         tpl
     }
@@ -152,7 +163,7 @@ impl KafkaSource {
         let consumer: BaseConsumer<SourceContext> = self
             .client_config()?
             .create_with_context(SourceContext::new(shared.clone()))?;
-        let names: Vec<&str> = shared.topics.iter().map(|(t, _)| t.as_str()).collect();
+        let names: Vec<&str> = shared.topics.iter().map(|t| t.name.as_str()).collect();
         consumer.subscribe(&names)?;
         tracing::info!(topics = ?names, group = %self.config.group_id, "Kafka source started");
 
@@ -234,30 +245,35 @@ impl KafkaSource {
 
     /// The state shared with the callbacks, topics resolved to their formats.
     fn shared(&self, keep_dead_letters: bool) -> Result<Arc<Shared>, KafkaSourceError> {
-        let topics: Vec<(String, SourceChoice)> = self
+        let metrics = self.intake.metrics.clone();
+        let topics: Vec<Topic> = self
             .config
             .topics
             .0
             .iter()
-            .map(|(t, f)| {
-                let choice = SourceChoice::parse(f)
-                    .ok_or_else(|| KafkaSourceError::Config(format!("unknown format {f:?}")))?;
-                Ok((t.clone(), choice))
+            .map(|(name, format)| {
+                let choice = SourceChoice::parse(format).ok_or_else(|| {
+                    KafkaSourceError::Config(format!("unknown format {format:?}"))
+                })?;
+                Ok(Topic {
+                    name: name.clone(),
+                    choice,
+                    metrics: metrics.kafka.topic(name),
+                })
             })
             .collect::<Result<_, KafkaSourceError>>()?;
-        let metrics = self.intake.metrics.clone();
         Ok(Arc::new(Shared {
             pipeline: Mutex::new(Pipeline::new(
                 self.sink.clone(),
                 self.runtime.clone(),
                 metrics.clone(),
-                topics.iter().map(|(t, _)| t.clone()).collect(),
+                topics.iter().map(|t| t.metrics.clone()).collect(),
                 keep_dead_letters,
             )),
             topic_index: topics
                 .iter()
                 .enumerate()
-                .map(|(i, (t, _))| (t.clone(), i))
+                .map(|(i, t)| (t.name.clone(), i))
                 .collect(),
             topics,
             paused: AtomicBool::new(false),
@@ -276,13 +292,9 @@ impl KafkaSource {
         let Some(epoch) = p.ledger.consumed(key, message.offset()) else {
             return;
         };
-        shared
-            .metrics
-            .kafka
-            .messages
-            .with_label_values(&[message.topic()])
-            .inc();
-        let choice = shared.topics[key.topic].1;
+        let topic = &shared.topics[key.topic];
+        topic.metrics.messages.inc();
+        let choice = topic.choice;
         let origin = format!(
             "kafka:{}:{}:{}",
             message.topic(),

@@ -7,7 +7,7 @@
 //! stay outstanding and the partition stays uncommitted past them.
 
 use super::ledger::{Ledger, PartitionKey};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, TopicMetrics};
 use crate::model::DeadLetterRow;
 use crate::sink::{Ack, Batch, Failed, SinkError, SinkHandle};
 use std::collections::{HashMap, VecDeque};
@@ -63,8 +63,8 @@ pub struct Pipeline {
     sink: SinkHandle,
     runtime: tokio::runtime::Handle,
     metrics: Metrics,
-    /// Topic names by index, for metric labels.
-    topics: Vec<String>,
+    /// Per-topic metrics by topic index.
+    topics: Vec<TopicMetrics>,
     keep_dead_letters: bool,
     /// Dead letters made durable, for the dead-letter topic.
     pub durable_dead_letters: Vec<DeadLetterRow>,
@@ -78,7 +78,7 @@ impl Pipeline {
         sink: SinkHandle,
         runtime: tokio::runtime::Handle,
         metrics: Metrics,
-        topics: Vec<String>,
+        topics: Vec<TopicMetrics>,
         keep_dead_letters: bool,
     ) -> Pipeline {
         let (acks_tx, acks_rx) = mpsc::channel();
@@ -206,21 +206,16 @@ impl Pipeline {
                     .in_flight_rows
                     .set(self.in_flight_rows as i64);
                 let now_ms = chrono::Utc::now().timestamp_millis();
-                let k = &self.metrics.kafka;
                 for m in &done.messages {
                     self.ledger.durable(m.key, m.epoch, m.offset);
-                    let topic = self.topics[m.key.topic].as_str();
+                    let topic = &self.topics[m.key.topic];
                     if let Some(ts) = m.timestamp_ms {
-                        k.storage_lag_seconds
-                            .with_label_values(&[topic])
+                        topic
+                            .storage_lag_seconds
                             .observe((now_ms - ts).max(0) as f64 / 1000.0);
                     }
-                    k.durable_rows
-                        .with_label_values(&[topic, "event"])
-                        .inc_by(m.events.into());
-                    k.durable_rows
-                        .with_label_values(&[topic, "dead_letter"])
-                        .inc_by(m.dead_letters.into());
+                    topic.durable_events.inc_by(m.events.into());
+                    topic.durable_dead_letters.inc_by(m.dead_letters.into());
                 }
                 self.durable_dead_letters.extend(done.dead_letters);
             }
