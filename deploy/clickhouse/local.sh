@@ -10,6 +10,8 @@
 # script: they start their own servers through tests/support (same config template, own temp dirs).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../lib.sh
+. "$here/../lib.sh"
 cmd=${1:-}
 dir=${2:-${CREDTRAIL_LOCAL_DIR:-$here/../../.local}/clickhouse}
 
@@ -20,9 +22,6 @@ install() {
   apt-get install -y -qq clickhouse-server clickhouse-client >/dev/null
 }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 start() {
   mkdir -p "$dir"
@@ -46,19 +45,11 @@ start() {
   return 1
 }
 
-stop() {
-  [ -f "$dir/pid" ] || return 0
-  local pid; pid=$(cat "$dir/pid")
-  kill "$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null || true
-  rm -f "$dir/pid"
-}
 
 case "$cmd" in
   install) install ;;
   start) start ;;
-  stop) stop ;;
+  stop) stop_pidfile "$dir" ;;
   url) cat "$dir/url" ;;
   *) sed -n '2,9p' "$0"; exit 2 ;;
 esac

