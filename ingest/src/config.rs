@@ -528,7 +528,10 @@ impl KafkaConfig {
             if crate::normalize::SourceChoice::parse(format).is_none() {
                 e.push(err(
                     &format!("kafka.topics.{topic}"),
-                    format!("unknown format {format:?} (cloudtrail, issuance or auto)"),
+                    format!(
+                        "unknown format {format:?} (one of {})",
+                        crate::normalize::SourceChoice::NAMES
+                    ),
                 ));
             }
         }

@@ -5,7 +5,7 @@
 use crate::fingerprint::{hash_parts, redact_jwts, sha256_hex};
 use crate::formats::framing::Piece;
 use crate::formats::{
-    ErrorKind, Normalized, Rejection, detect_source, normalize_record, parse_json,
+    ErrorKind, Normalized, Rejection, detect_source, normalize_record, parse_json, pubsub,
 };
 use crate::model::{DeadLetterRow, EventRow, Source};
 use chrono::{DateTime, Utc};
@@ -18,6 +18,9 @@ pub enum SourceChoice {
 }
 
 impl SourceChoice {
+    /// The short names accepted on the command line, in URLs and in `kafka.topics`, for messages.
+    pub const NAMES: &'static str = "auto, cloudtrail, gcp, entra, vault, audit_trail, issuance";
+
     pub fn parse(name: &str) -> Option<SourceChoice> {
         if name == "auto" {
             Some(SourceChoice::Auto)
@@ -71,7 +74,24 @@ impl Normalizer {
                 b.size,
                 now,
             ))),
-            Piece::Record(r) => {
+            Piece::Record(mut r) => {
+                // A Pub/Sub push carries its record base64-encoded; the record is what counts.
+                if pubsub::is_push(&r.bytes) {
+                    match pubsub::unwrap(&r.bytes) {
+                        Ok(inner) => r.bytes = inner,
+                        Err(rejection) => {
+                            let size = r.bytes.len() as u64;
+                            return Outcome::Dead(Box::new(self.dead_letter(
+                                choice.label(),
+                                origin,
+                                &rejection,
+                                &r.bytes,
+                                size,
+                                now,
+                            )));
+                        }
+                    }
+                }
                 let source = match choice {
                     SourceChoice::Known(s) => Some(s),
                     SourceChoice::Auto => detect_source(&r.bytes),
@@ -81,7 +101,8 @@ impl Normalizer {
                     // Not valid JSON says more than "no known format".
                     None => parse_json::<serde::de::IgnoredAny>(&r.bytes).and(Err(Rejection::new(
                         ErrorKind::UnknownFormat,
-                        "record matches no known format (no `eventSource`, `claims` or `token`)",
+                        "record matches no known format (CloudTrail, GCP audit, Entra sign-in, \
+                         Vault audit, HCP audit trail or issuance)",
                     ))),
                 };
                 match result {

@@ -17,7 +17,8 @@ pub struct Args {
     /// Files or directories (walked in name order). gzip is detected by content.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
-    /// Format of the records: cloudtrail, issuance, or auto (detect per record).
+    /// Format of the records: auto (detect per record), cloudtrail, gcp, entra, vault,
+    /// audit_trail or issuance.
     #[arg(long, default_value = "auto")]
     source: String,
     /// Print the summary as JSON.
@@ -29,8 +30,9 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     let config = load_config(config)?;
     let choice = SourceChoice::parse(&args.source).with_context(|| {
         format!(
-            "unknown --source {:?} (cloudtrail, issuance, auto)",
-            args.source
+            "unknown --source {:?} (one of {})",
+            args.source,
+            SourceChoice::NAMES
         )
     })?;
     let files = expand_paths(&args.paths)?;

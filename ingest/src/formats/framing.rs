@@ -1,7 +1,9 @@
 //! Splitting bodies and files into records.
 //!
 //! Every input (an HTTP body, a replayed file) is a sequence of *documents*; a document is one
-//! record, a JSON array of records, or a CloudTrail S3 envelope `{"Records": [...]}`. Documents
+//! record, a JSON array of records, or an envelope holding an array of records: CloudTrail S3
+//! files `{"Records": [...]}`, Azure diagnostic exports `{"records": [...]}`, HCP audit trail
+//! pages `{"data": [...]}`. Documents
 //! are one per line (NDJSON), or, when the first line is not a whole JSON value, whitespace-
 //! separated pretty-printed JSON. gzip is detected by its magic bytes.
 //!
@@ -293,10 +295,15 @@ impl<R: BufRead> Framer<R> {
                     return;
                 }
             }
-        } else if contains(trimmed, b"\"Records\"") {
+        } else if contains(trimmed, b"\"Records\"")
+            || contains(trimmed, b"\"records\"")
+            || contains(trimmed, b"\"data\"")
+        {
+            // CloudTrail S3 files (`Records`), Azure diagnostic exports (`records`), HCP audit
+            // trail pages (`data`); a document where the field is not an array is one record.
             #[derive(Deserialize)]
             struct Envelope<'a> {
-                #[serde(rename = "Records", borrow)]
+                #[serde(rename = "Records", alias = "records", alias = "data", borrow)]
                 records: Vec<&'a RawValue>,
             }
             serde_json::from_slice::<Envelope<'_>>(trimmed)

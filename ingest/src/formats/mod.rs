@@ -6,9 +6,14 @@
 //! Formats never fail a batch: every error is a [`Rejection`] for that record alone, which the
 //! caller turns into a dead letter.
 
+pub mod audit_trail;
 pub mod cloudtrail;
+pub mod entra;
 pub mod framing;
+pub mod gcp;
 pub mod issuance;
+pub mod pubsub;
+pub mod vault;
 
 use crate::model::{EventRow, Source};
 use chrono::{DateTime, Utc};
@@ -190,10 +195,23 @@ pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
 }
 
 /// Picks the format of a record whose source was not named, by a field only that format has.
+/// Issuance comes last: its `"token"` and `"claims"` are the most generic names.
 pub fn detect_source(record: &[u8]) -> Option<Source> {
     let has = |needle: &[u8]| memchr::memmem::find(record, needle).is_some();
     if has(b"\"eventSource\"") {
         Some(Source::AwsCloudtrail)
+    } else if has(b"\"protoPayload\"") {
+        Some(Source::GcpAudit)
+    } else if has(b"\"ServicePrincipalId\"")
+        || has(b"\"FederatedCredentialId\"")
+        || (has(b"\"AppId\"") && has(b"\"ResultType\""))
+        || (has(b"\"properties\"") && has(b"\"appId\""))
+    {
+        Some(Source::EntraSignin)
+    } else if has(b"\"request\"") && has(b"\"time\"") && has(b"\"type\"") {
+        Some(Source::VaultAudit)
+    } else if has(b"\"resource\"") && has(b"\"accessor_id\"") {
+        Some(Source::HcpAuditTrail)
     } else if has(b"\"claims\"") || has(b"\"token\"") {
         Some(Source::HcpIssuance)
     } else {
@@ -210,6 +228,10 @@ pub fn normalize_record(
     match source {
         Source::AwsCloudtrail => cloudtrail::normalize(record, ingest_time),
         Source::HcpIssuance => issuance::normalize(record, ingest_time),
+        Source::GcpAudit => gcp::normalize(record, ingest_time),
+        Source::EntraSignin => entra::normalize(record, ingest_time),
+        Source::VaultAudit => vault::normalize(record, ingest_time),
+        Source::HcpAuditTrail => audit_trail::normalize(record, ingest_time),
     }
 }
 

@@ -32,6 +32,15 @@ pub enum EventKind {
     Issuance,
     /// A token was presented to a cloud for temporary credentials.
     Exchange,
+    /// A session from an exchange was renewed (Vault `renew-self`).
+    SessionRenewal,
+    /// A session from an exchange was given up before it expired (Vault `revoke-self`): the
+    /// run phase is over.
+    SessionEnd,
+    /// The trust root changed: a role's trust policy, an OIDC provider, its thumbprints or client ids.
+    TrustChange,
+    /// A workspace or variable-set variable was created, changed or destroyed (HCP audit trails).
+    ConfigChange,
 }
 
 impl EventKind {
@@ -39,6 +48,10 @@ impl EventKind {
         match self {
             EventKind::Issuance => "issuance",
             EventKind::Exchange => "exchange",
+            EventKind::SessionRenewal => "session_renewal",
+            EventKind::SessionEnd => "session_end",
+            EventKind::TrustChange => "trust_change",
+            EventKind::ConfigChange => "config_change",
         }
     }
 }
@@ -51,15 +64,34 @@ pub enum Source {
     HcpIssuance,
     /// AWS CloudTrail records.
     AwsCloudtrail,
+    /// GCP Cloud Audit Logs LogEntry records (STS and IAM Credentials).
+    GcpAudit,
+    /// Azure Entra service-principal sign-in logs.
+    EntraSignin,
+    /// HashiCorp Vault audit device entries.
+    VaultAudit,
+    /// HCP Terraform Audit Trails API records.
+    HcpAuditTrail,
 }
 
 impl Source {
-    pub const ALL: [Source; 2] = [Source::HcpIssuance, Source::AwsCloudtrail];
+    pub const ALL: [Source; 6] = [
+        Source::HcpIssuance,
+        Source::AwsCloudtrail,
+        Source::GcpAudit,
+        Source::EntraSignin,
+        Source::VaultAudit,
+        Source::HcpAuditTrail,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Source::HcpIssuance => "hcp_issuance",
             Source::AwsCloudtrail => "aws_cloudtrail",
+            Source::GcpAudit => "gcp_audit",
+            Source::EntraSignin => "entra_signin",
+            Source::VaultAudit => "vault_audit",
+            Source::HcpAuditTrail => "hcp_audit_trail",
         }
     }
 
@@ -68,6 +100,10 @@ impl Source {
         match name {
             "hcp_issuance" | "issuance" => Some(Source::HcpIssuance),
             "aws_cloudtrail" | "cloudtrail" => Some(Source::AwsCloudtrail),
+            "gcp_audit" | "gcp" => Some(Source::GcpAudit),
+            "entra_signin" | "entra" | "azure" => Some(Source::EntraSignin),
+            "vault_audit" | "vault" => Some(Source::VaultAudit),
+            "hcp_audit_trail" | "audit_trail" => Some(Source::HcpAuditTrail),
             _ => None,
         }
     }
@@ -143,6 +179,15 @@ pub struct EventRow {
     /// IPv6, IPv4 as IPv4-mapped; all zero when the caller was not an IP (an AWS service).
     pub source_ip: [u8; 16],
     pub user_agent: Text,
+    /// Who made a trust or configuration change (IAM ARN, HCP user or token id); for sign-ins
+    /// and logins, the identity the cloud created for the token (Entra service principal object
+    /// id, Vault display name, GCP service account).
+    pub actor: Text,
+    /// Configuration changes: the variable's key (never its value).
+    pub variable_key: Text,
+    /// The trust object that accepted (or refused) the token: the Entra federated identity
+    /// credential id, the Vault auth mount path.
+    pub credential_id: Text,
     /// The source record as received (scrubbed of secrets), for forensics; compressed by ClickHouse.
     #[serde(with = "serde_bytes")]
     pub raw: Vec<u8>,
@@ -197,6 +242,9 @@ impl EventRow {
             token_expires_at: None,
             source_ip: [0; 16],
             user_agent: Text::default(),
+            actor: Text::default(),
+            variable_key: Text::default(),
+            credential_id: Text::default(),
             raw: Vec::new(),
         }
     }

@@ -23,11 +23,18 @@ pub struct Migration {
 }
 
 /// Every migration, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "events",
-    template: include_str!("../../../deploy/clickhouse/migrations/0001_events.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "events",
+        template: include_str!("../../../deploy/clickhouse/migrations/0001_events.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "change_columns",
+        template: include_str!("../../../deploy/clickhouse/migrations/0002_change_columns.sql"),
+    },
+];
 
 /// What the rendering needs besides capabilities.
 #[derive(Debug, Clone, Copy)]

@@ -1,4 +1,5 @@
-//! AWS CloudTrail: `sts:AssumeRoleWithWebIdentity` records into exchange rows.
+//! AWS CloudTrail: `sts:AssumeRoleWithWebIdentity` records into exchange rows, and the IAM calls
+//! that change the trust root into trust-change rows ([`trust`]).
 //!
 //! One CloudTrail record (from a single event, an NDJSON line or an element of an S3 file's
 //! `Records`) becomes one [`EventRow`]. Records of other API calls are [`Normalized::Ignored`]: an S3
@@ -9,6 +10,8 @@
 //! `userIdentity.principalId` as `<provider arn>:<aud>:<sub>` (always), the run id in the
 //! `terraform-run-<run-id>` session name, the access key id of the issued session. It never gives
 //! the `jti`.
+
+pub mod trust;
 
 use super::{JsonStr, Normalized, Rejection, parse_json, parse_time};
 use crate::fingerprint::{redact_jwts, token_fingerprint};
@@ -104,7 +107,8 @@ pub struct Credentials<'a> {
 }
 
 const EXCHANGE_EVENT: &str = "AssumeRoleWithWebIdentity";
-const IGNORED: &str = "cloudtrail event is not sts:AssumeRoleWithWebIdentity";
+const IGNORED: &str =
+    "cloudtrail event is neither sts:AssumeRoleWithWebIdentity nor an IAM trust-root change";
 
 fn is_exchange(source: &str, name: &str) -> bool {
     name == EXCHANGE_EVENT && source == "sts.amazonaws.com"
@@ -117,6 +121,9 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized,
         Ok(r) => r,
         // Another API call's parameters may not fit our types: that is not an error.
         Err(_) => match parse_json::<Envelope<'_>>(bytes) {
+            Ok(e) if trust::is_trust_change(&e.event_source, &e.event_name) => {
+                return trust_change(bytes, ingest_time);
+            }
             Ok(e) if !is_exchange(&e.event_source, &e.event_name) => {
                 return Ok(Normalized::Ignored(IGNORED));
             }
@@ -125,6 +132,9 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized,
         },
     };
     if !is_exchange(&record.event_source, &record.event_name) {
+        if trust::is_trust_change(&record.event_source, &record.event_name) {
+            return trust_change(bytes, ingest_time);
+        }
         return Ok(Normalized::Ignored(IGNORED));
     }
     let identity = record.user_identity.unwrap_or_default();
@@ -214,6 +224,10 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized,
     row.user_agent = record.user_agent.as_deref().unwrap_or("").into();
     row.raw = redact_jwts(&raw).into_owned();
     Ok(Normalized::Event(Box::new(row)))
+}
+
+fn trust_change(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized, Rejection> {
+    trust::normalize(bytes, ingest_time).map(|row| Normalized::Event(Box::new(row)))
 }
 
 /// `arn:aws:iam::123:oidc-provider/app.terraform.io` -> `https://app.terraform.io`.

@@ -1,0 +1,160 @@
+//! CloudTrail IAM calls that change the trust root, as `trust_change` rows.
+//!
+//! Who may exchange an HCP token for AWS credentials is decided by two things: the role's trust
+//! policy (`UpdateAssumeRolePolicy`) and the account's OIDC provider for the issuer (its
+//! existence, thumbprints and client ids = accepted audiences). A change to either silently
+//! widens or breaks every workspace that relies on it (domain.md §2.1, D11), so each call is kept
+//! with the caller, the object changed and, in `raw`, the new policy document.
+
+use super::{arn_field, issuer_from_provider_arn};
+use crate::formats::{JsonStr, Rejection, parse_json, parse_time};
+use crate::model::{EventKind, EventRow, Source, ip_bytes, outcome};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+/// The IAM calls that change the trust root.
+pub const TRUST_EVENTS: [&str; 6] = [
+    "UpdateAssumeRolePolicy",
+    "CreateOpenIDConnectProvider",
+    "DeleteOpenIDConnectProvider",
+    "UpdateOpenIDConnectProviderThumbprint",
+    "AddClientIDToOpenIDConnectProvider",
+    "RemoveClientIDFromOpenIDConnectProvider",
+];
+
+pub fn is_trust_change(source: &str, name: &str) -> bool {
+    source == "iam.amazonaws.com" && TRUST_EVENTS.contains(&name)
+}
+
+#[derive(Debug, Deserialize)]
+struct Record<'a> {
+    #[serde(rename = "eventTime", borrow)]
+    event_time: Cow<'a, str>,
+    #[serde(rename = "eventName", borrow)]
+    event_name: Cow<'a, str>,
+    #[serde(rename = "eventID", borrow)]
+    event_id: Cow<'a, str>,
+    #[serde(rename = "awsRegion", borrow, default)]
+    aws_region: Option<JsonStr<'a>>,
+    #[serde(rename = "sourceIPAddress", borrow, default)]
+    source_ip_address: Option<JsonStr<'a>>,
+    #[serde(rename = "userAgent", borrow, default)]
+    user_agent: Option<JsonStr<'a>>,
+    #[serde(rename = "errorCode", borrow, default)]
+    error_code: Option<JsonStr<'a>>,
+    #[serde(rename = "errorMessage", borrow, default)]
+    error_message: Option<JsonStr<'a>>,
+    #[serde(rename = "recipientAccountId", borrow, default)]
+    recipient_account_id: Option<JsonStr<'a>>,
+    #[serde(rename = "userIdentity", borrow, default)]
+    user_identity: Option<Caller<'a>>,
+    #[serde(rename = "requestParameters", borrow, default)]
+    request: Option<Request<'a>>,
+    #[serde(rename = "responseElements", borrow, default)]
+    response: Option<Response<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Caller<'a> {
+    #[serde(borrow, default)]
+    arn: Option<JsonStr<'a>>,
+    #[serde(rename = "accessKeyId", borrow, default)]
+    access_key_id: Option<JsonStr<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Request<'a> {
+    #[serde(rename = "roleName", borrow, default)]
+    role_name: Option<JsonStr<'a>>,
+    #[serde(rename = "openIDConnectProviderArn", borrow, default)]
+    provider_arn: Option<JsonStr<'a>>,
+    #[serde(borrow, default)]
+    url: Option<JsonStr<'a>>,
+    #[serde(rename = "clientID", borrow, default)]
+    client_id: Option<JsonStr<'a>>,
+    #[serde(rename = "clientIDList", borrow, default)]
+    client_id_list: Option<Vec<JsonStr<'a>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Response<'a> {
+    #[serde(rename = "openIDConnectProviderArn", borrow, default)]
+    provider_arn: Option<JsonStr<'a>>,
+}
+
+/// Normalizes one trust-changing IAM call.
+pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<EventRow, Rejection> {
+    let record: Record<'_> = parse_json(bytes)?;
+    let event_time = parse_time(&record.event_time)
+        .ok_or_else(|| Rejection::invalid_value("eventTime", &record.event_time))?;
+    if record.event_id.is_empty() {
+        return Err(Rejection::invalid_value("eventID", ""));
+    }
+    let mut row = EventRow::new(
+        EventKind::TrustChange,
+        Source::AwsCloudtrail,
+        record.event_id.as_ref().into(),
+        "aws",
+        event_time,
+        ingest_time,
+    );
+    row.event_name = record.event_name.as_ref().into();
+    match record.error_code.as_deref() {
+        Some(code) if !code.is_empty() => {
+            row.outcome = outcome::FAILURE.into();
+            row.error_code = code.into();
+            row.error_message = record.error_message.as_deref().unwrap_or("").into();
+        }
+        _ => row.outcome = outcome::SUCCESS.into(),
+    }
+    let account = record.recipient_account_id.as_deref().unwrap_or("");
+    row.target_account = account.into();
+    let request = record.request.unwrap_or_default();
+    let response = record.response.unwrap_or_default();
+    if let Some(role) = request.role_name.as_deref() {
+        // CloudTrail names the role, not its path; the plain ARN is what trust policies and
+        // exchanges name too for roles at `/`.
+        row.target_principal = format!("arn:aws:iam::{account}:role/{role}").into();
+    } else {
+        let provider = request
+            .provider_arn
+            .as_deref()
+            .or(response.provider_arn.as_deref())
+            .unwrap_or("");
+        row.target_principal = provider.into();
+        if let Some(a) = arn_field(provider, 4).filter(|a| !a.is_empty()) {
+            row.target_account = a.into();
+        }
+        row.issuer = match request.url.as_deref() {
+            Some(url) if url.starts_with("https://") => url.into(),
+            Some(url) => format!("https://{url}").into(),
+            None => issuer_from_provider_arn(provider),
+        };
+    }
+    row.audience = match (&request.client_id, &request.client_id_list) {
+        (Some(id), _) => (**id).into(),
+        (None, Some(list)) => list
+            .iter()
+            .map(|s| &**s)
+            .collect::<Vec<_>>()
+            .join(",")
+            .into(),
+        _ => Default::default(),
+    };
+    let caller = record.user_identity.unwrap_or_default();
+    row.actor = caller.arn.as_deref().unwrap_or("").into();
+    // The caller's key: if it is a session credtrail saw issued, a run changed its own trust.
+    row.session_id = caller.access_key_id.as_deref().unwrap_or("").into();
+    row.region = record.aws_region.as_deref().unwrap_or("").into();
+    row.source_ip = record
+        .source_ip_address
+        .as_deref()
+        .and_then(|ip| ip.parse::<IpAddr>().ok())
+        .map(ip_bytes)
+        .unwrap_or([0; 16]);
+    row.user_agent = record.user_agent.as_deref().unwrap_or("").into();
+    row.raw = crate::fingerprint::redact_jwts(bytes).into_owned();
+    Ok(row)
+}
