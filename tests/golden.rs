@@ -83,7 +83,9 @@ const COLUMNS: &str = "event_kind, source, source_event_id, toString(event_time)
      user_agent, actor, variable_key, credential_id";
 
 fn golden_path(name: &str) -> PathBuf {
-    repo_root().join("tests/golden").join(format!("{name}.json"))
+    repo_root()
+        .join("tests/golden")
+        .join(format!("{name}.json"))
 }
 
 fn actual(ch: &ClickHouse, c: &Collector, case: &Case) -> Value {
@@ -163,5 +165,8 @@ fn assert_no_secret_in_storage(ch: &ClickHouse) {
         "SELECT count() FROM events WHERE source = 'vault_audit' \
          AND position(raw, 'hmac-sha256:0b8d5e4a') > 0",
     );
-    assert!(kept > 0, "Vault's HMAC'd request data stays as it was logged");
+    assert!(
+        kept > 0,
+        "Vault's HMAC'd request data stays as it was logged"
+    );
 }

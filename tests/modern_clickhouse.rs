@@ -111,7 +111,7 @@ fn modern_ddl_and_every_shipped_query_agree_with_18_16() {
         })
         .map(String::from)
         .collect();
-    assert_eq!(statements.len(), 3);
+    assert_eq!(statements.len(), 4, "three tables, then the change columns");
     let spec = json!({
         "ddl": statements,
         "tables": tables,

@@ -3,6 +3,7 @@
 
 mod support;
 
+use credtrail_ingest::schema;
 use serde_json::Value;
 use support::{ClickHouse, fixtures};
 
@@ -20,9 +21,16 @@ fn migrate_is_idempotent_and_recorded() {
     let ch = ClickHouse::start();
     let first = ch.credtrail_ok(&["migrate"]);
     assert!(first.contains("migration 0001 events: applied"), "{first}");
+    assert!(
+        first.contains("migration 0002 change_columns: applied"),
+        "{first}"
+    );
     let second = ch.credtrail_ok(&["migrate"]);
     assert!(second.contains("already applied"), "{second}");
-    assert_eq!(ch.count("SELECT count() FROM schema_migrations"), 1);
+    assert_eq!(
+        ch.count("SELECT count() FROM schema_migrations"),
+        schema::MIGRATIONS.len() as u64
+    );
     let tables =
         ch.query("SELECT name FROM system.tables WHERE database = currentDatabase() ORDER BY name");
     assert_eq!(
@@ -38,11 +46,12 @@ fn replaying_the_same_files_twice_changes_no_count() {
     let dir = fixtures();
     let dir = dir.to_str().unwrap();
     let first = replay_json(&ch, &[dir]);
-    assert_eq!(first["files"], 6);
-    assert_eq!(first["stored"], 17, "{first}");
+    // Every format's fixtures, each record's format detected.
+    assert_eq!(first["files"], 15);
+    assert_eq!(first["stored"], 45, "{first}");
     assert_eq!(
-        first["ignored"], 2,
-        "the S3 file's two unrelated calls: {first}"
+        first["ignored"], 6,
+        "unrelated calls (S3 file, GCP, Entra secret sign-in, Vault request and kv read, audit trail run): {first}"
     );
     assert_eq!(first["dead_lettered"], 0);
 
@@ -52,14 +61,14 @@ fn replaying_the_same_files_twice_changes_no_count() {
         )
     };
     let before = counts();
-    assert_eq!(before, "17\t17\t9\t5\n");
+    assert_eq!(before, "45\t45\t17\t5\n");
 
     let second = replay_json(&ch, &[dir]);
     assert_eq!(second["stored"], 0, "{second}");
-    assert_eq!(second["duplicates"], 17, "{second}");
+    assert_eq!(second["duplicates"], 45, "{second}");
     assert_eq!(counts(), before);
     // The sink skipped the duplicates outright: not even unmerged copies exist.
-    assert_eq!(ch.count("SELECT count() FROM events"), 17);
+    assert_eq!(ch.count("SELECT count() FROM events"), 45);
 }
 
 #[test]

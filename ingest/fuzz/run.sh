@@ -14,7 +14,7 @@ fixtures="$here/../../tests/fixtures"
 seconds=${1:-20}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(pipeline cloudtrail issuance fields config)
+[ ${#targets[@]} -gt 0 ] || targets=(pipeline cloudtrail formats issuance fields config)
 corpus_root=${CREDTRAIL_FUZZ_CORPUS:-$(mktemp -d)}
 export RUSTC_BOOTSTRAP=1
 cd "$here/.."

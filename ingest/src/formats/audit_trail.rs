@@ -72,7 +72,10 @@ const IGNORED: &str = "audit trail record is not a variable or variable-set chan
 pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized, Rejection> {
     let record: Record<'_> = parse_json(bytes)?;
     let resource = &record.resource;
-    if !matches!(resource.resource_type.as_ref(), "var" | "varset" | "varset_var") {
+    if !matches!(
+        resource.resource_type.as_ref(),
+        "var" | "varset" | "varset_var"
+    ) {
         return Ok(Normalized::Ignored(IGNORED));
     }
     let event_time = parse_time(&record.timestamp)
@@ -92,7 +95,10 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized,
     row.event_name = format!("{}.{}", resource.resource_type, resource.action).into();
     row.outcome = outcome::SUCCESS.into();
     let meta = resource.meta.as_ref();
-    fn m<'r>(meta: Option<&'r Meta<'_>>, f: fn(&'r Meta<'_>) -> &'r Option<JsonStr<'r>>) -> &'r str {
+    fn m<'r>(
+        meta: Option<&'r Meta<'_>>,
+        f: fn(&'r Meta<'_>) -> &'r Option<JsonStr<'r>>,
+    ) -> &'r str {
         meta.and_then(|m| f(m).as_deref()).unwrap_or("")
     }
     row.variable_key = m(meta, |m| &m.key).into();

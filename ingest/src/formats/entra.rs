@@ -155,7 +155,11 @@ impl<'r> SignIn<'r> {
             federated_credential_id: s(&r.federated_credential_id),
             ip: s(&r.ip_address),
             resource: s(&r.resource_display_name),
-            result: r.result_type.as_ref().map(ResultCode::code).unwrap_or_default(),
+            result: r
+                .result_type
+                .as_ref()
+                .map(ResultCode::code)
+                .unwrap_or_default(),
             description: s(&r.result_description),
             tenant: if r.aad_tenant_id.is_some() {
                 s(&r.aad_tenant_id)
@@ -232,8 +236,8 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized,
     } else {
         "TimeGenerated"
     };
-    let event_time =
-        parse_time(sign_in.time).ok_or_else(|| Rejection::invalid_value(time_field, sign_in.time))?;
+    let event_time = parse_time(sign_in.time)
+        .ok_or_else(|| Rejection::invalid_value(time_field, sign_in.time))?;
     if sign_in.id.is_empty() {
         return Err(Rejection::invalid_value("Id", ""));
     }
@@ -260,10 +264,13 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized,
     }
     // Failures name the assertion; successes do not, and attribution fills the rest.
     let assertion = |field: &str| {
-        [format!("Assertion {field}: '"), format!("presented assertion {}", field.to_lowercase() + " '")]
-            .iter()
-            .find_map(|label| quoted_after(sign_in.description, label))
-            .unwrap_or("")
+        [
+            format!("Assertion {field}: '"),
+            format!("presented assertion {}", field.to_lowercase() + " '"),
+        ]
+        .iter()
+        .find_map(|label| quoted_after(sign_in.description, label))
+        .unwrap_or("")
     };
     out.set_subject(assertion("Subject"));
     out.issuer = assertion("Issuer").into();

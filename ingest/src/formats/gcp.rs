@@ -156,7 +156,13 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized,
     let entry: Entry<'_> = match serde_json::from_slice(bytes) {
         Ok(e) => e,
         Err(_) => match parse_json::<Envelope<'_>>(bytes) {
-            Ok(e) if e.payload.method_name.as_deref().and_then(Method::of).is_none() => {
+            Ok(e)
+                if e.payload
+                    .method_name
+                    .as_deref()
+                    .and_then(Method::of)
+                    .is_none() =>
+            {
                 return Ok(Normalized::Ignored(IGNORED));
             }
             Ok(_) => return Err(parse_json::<Entry<'_>>(bytes).expect_err("failed above")),
@@ -168,7 +174,10 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized,
         return Ok(Normalized::Ignored(IGNORED));
     };
     if let Some(service) = payload.service_name.as_deref()
-        && !matches!(service, "sts.googleapis.com" | "iamcredentials.googleapis.com")
+        && !matches!(
+            service,
+            "sts.googleapis.com" | "iamcredentials.googleapis.com"
+        )
     {
         return Ok(Normalized::Ignored(IGNORED));
     }

@@ -310,11 +310,15 @@ mod tests {
     #[test]
     fn login_errors_are_classed() {
         assert_eq!(
-            error_code("error validating token: invalid audience (aud) claim: audience claim does not match any expected audience"),
+            error_code(
+                "error validating token: invalid audience (aud) claim: audience claim does not match any expected audience"
+            ),
             "invalid_audience"
         );
         assert_eq!(
-            error_code("error validating claims: claim \"sub\" does not match any associated bound claim values"),
+            error_code(
+                "error validating claims: claim \"sub\" does not match any associated bound claim values"
+            ),
             "bound_claims_mismatch"
         );
         assert_eq!(
@@ -338,7 +342,10 @@ mod tests {
             Utc::now(),
             Utc::now(),
         );
-        apply_full_workspace(&mut row, "organization:acme:project:Default Project:workspace:web");
+        apply_full_workspace(
+            &mut row,
+            "organization:acme:project:Default Project:workspace:web",
+        );
         assert_eq!(row.org_name, "acme");
         assert_eq!(row.project_name, "Default Project");
         assert_eq!(row.workspace_name, "web");

@@ -188,7 +188,10 @@ async fn ingest_inner(
     let Some(choice) = SourceChoice::parse(source) else {
         return error(
             StatusCode::NOT_FOUND,
-            format!("unknown source {source:?}; use one of {}", SourceChoice::NAMES),
+            format!(
+                "unknown source {source:?}; use one of {}",
+                SourceChoice::NAMES
+            ),
         );
     };
     let st = Arc::clone(state);
