@@ -12,6 +12,7 @@ pub mod entra;
 pub mod framing;
 pub mod gcp;
 pub mod issuance;
+pub mod otlp;
 pub mod pubsub;
 pub mod vault;
 

@@ -1,5 +1,6 @@
-//! The HTTP collector: `POST /v1/ingest/{source}` with NDJSON, a JSON array, or a CloudTrail
-//! `{"Records": [...]}` document, optionally gzip-encoded.
+//! The HTTP collector: `POST /v1/ingest/{source}` with NDJSON, a JSON array, or an envelope
+//! document (`{"Records": [...]}` and the like), optionally gzip-encoded; and `POST /v1/logs`,
+//! an OTLP/HTTP logs receiver (protobuf or JSON) whose log records carry source records.
 //!
 //! A request is answered only after its rows are durable in ClickHouse (200, with per-record
 //! reasons for rejects), or with 503 when the sink could not make them durable in time, so a
@@ -9,6 +10,7 @@
 
 use super::{Intake, RecordError, Tally};
 use crate::config::Config;
+use crate::formats::otlp;
 use crate::metrics::Metrics;
 use crate::normalize::SourceChoice;
 use crate::sink::{Batch, SinkHandle};
@@ -19,6 +21,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceResponse,
+};
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -77,6 +82,7 @@ pub fn router(
     });
     Router::new()
         .route("/v1/ingest/{source}", post(ingest))
+        .route("/v1/logs", post(otlp_logs))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics_text))
@@ -217,12 +223,9 @@ async fn ingest_inner(
             );
         }
     };
-    let ack = match tokio::time::timeout(state.ack_timeout, state.sink.write(batch)).await {
-        Ok(Ok(ack)) => ack,
-        Ok(Err(e)) => {
-            return retry_later(format!("not stored, retry: {e}"));
-        }
-        Err(_) => return retry_later("not stored within http.ack_timeout_secs, retry".into()),
+    let ack = match durable(state, batch).await {
+        Ok(ack) => ack,
+        Err(response) => return response,
     };
     let truncated = errors.len() > MAX_REPORTED_ERRORS;
     errors.truncate(MAX_REPORTED_ERRORS);
@@ -237,6 +240,81 @@ async fn ingest_inner(
         errors_truncated: truncated,
     })
     .into_response()
+}
+
+/// Hands a batch to the sink and waits for it to be durable, or answers 503 so the sender retries.
+async fn durable(state: &AppState, batch: Batch) -> Result<crate::sink::Ack, Response> {
+    match tokio::time::timeout(state.ack_timeout, state.sink.write(batch)).await {
+        Ok(Ok(ack)) => Ok(ack),
+        Ok(Err(e)) => Err(retry_later(format!("not stored, retry: {e}"))),
+        Err(_) => Err(retry_later(
+            "not stored within http.ack_timeout_secs, retry".into(),
+        )),
+    }
+}
+
+async fn otlp_logs(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let response = otlp_logs_inner(&state, &headers, body).await;
+    let class = format!("{}xx", response.status().as_u16() / 100);
+    state
+        .metrics
+        .http_requests
+        .with_label_values(&["otlp_logs", &class])
+        .inc();
+    response
+}
+
+/// OTLP/HTTP logs: answered like any OTLP receiver, with the rejected records counted in
+/// `partial_success`; they are dead letters with their reasons, as on `/v1/ingest`.
+async fn otlp_logs_inner(state: &Arc<AppState>, headers: &HeaderMap, body: Bytes) -> Response {
+    if !authorized(state, headers) {
+        return error(StatusCode::UNAUTHORIZED, "missing or unknown bearer token");
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/x-protobuf");
+    let encoding = otlp::Encoding::from_content_type(content_type);
+    let st = Arc::clone(state);
+    let decoded = tokio::task::spawn_blocking(move || {
+        otlp::decode(&body, encoding).map(|request| st.intake.otlp(&request, "otlp"))
+    })
+    .await;
+    let (batch, tally, errors) = match decoded {
+        Ok(Ok(out)) => out,
+        Ok(Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("decoding failed: {e}"),
+            );
+        }
+    };
+    if let Err(response) = durable(state, batch).await {
+        return response;
+    }
+    let partial_success = (tally.dead_letters > 0).then(|| ExportLogsPartialSuccess {
+        rejected_log_records: tally.dead_letters as i64,
+        error_message: errors
+            .iter()
+            .take(10)
+            .map(|e| format!("log record {}: {}: {}", e.record, e.error_kind, e.reason))
+            .collect::<Vec<_>>()
+            .join("; "),
+    });
+    let answer = ExportLogsServiceResponse { partial_success };
+    match encoding {
+        otlp::Encoding::Json => Json(answer).into_response(),
+        otlp::Encoding::Protobuf => (
+            [(header::CONTENT_TYPE, "application/x-protobuf")],
+            prost::Message::encode_to_vec(&answer),
+        )
+            .into_response(),
+    }
 }
 
 fn retry_later(message: String) -> Response {

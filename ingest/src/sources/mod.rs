@@ -7,10 +7,12 @@ pub mod http;
 pub mod kafka;
 pub mod replay;
 
-use crate::formats::framing::{Framer, decompressing, decompressing_bytes};
+use crate::formats::framing::{Framer, Piece, decompressing, decompressing_bytes};
+use crate::formats::otlp;
 use crate::metrics::Metrics;
 use crate::normalize::{Normalizer, Outcome, SourceChoice};
 use crate::sink::Batch;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use std::io::Read;
 
 /// Counts of what one input produced.
@@ -92,6 +94,78 @@ impl Intake {
     }
 }
 
+/// A batch being filled from pieces, with its tally and the rejected records' reasons.
+#[derive(Default)]
+struct Filling {
+    batch: Batch,
+    tally: Tally,
+    errors: Vec<RecordError>,
+}
+
+impl Filling {
+    /// Normalizes one piece into the batch.
+    fn add(
+        &mut self,
+        intake: &Intake,
+        choice: SourceChoice,
+        origin: &str,
+        piece: Piece,
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
+        let metrics = &intake.metrics;
+        let position = piece.position();
+        self.tally.records += 1;
+        match intake.normalizer.piece(choice, origin, piece, now) {
+            Outcome::Event(row) => {
+                metrics
+                    .records
+                    .with_label_values(&[&row.source, "event"])
+                    .inc();
+                self.tally.events += 1;
+                self.batch.events.push(*row);
+            }
+            Outcome::Ignored(_) => {
+                metrics
+                    .records
+                    .with_label_values(&[choice.label(), "ignored"])
+                    .inc();
+                self.tally.ignored += 1;
+            }
+            Outcome::Dead(dead) => {
+                metrics
+                    .records
+                    .with_label_values(&[&dead.source, "dead_letter"])
+                    .inc();
+                self.tally.dead_letters += 1;
+                self.errors.push(RecordError {
+                    record: position,
+                    error_kind: dead.error_kind.clone(),
+                    reason: dead.reason.clone(),
+                });
+                self.batch.dead_letters.push(*dead);
+            }
+        }
+    }
+}
+
+impl Intake {
+    /// Normalizes the log records of one OTLP request into one batch: each record goes to the
+    /// format its sender named or that detection finds, the rest become dead letters.
+    pub fn otlp(
+        &self,
+        request: &ExportLogsServiceRequest,
+        origin: &str,
+    ) -> (Batch, Tally, Vec<RecordError>) {
+        let now = chrono::Utc::now();
+        let mut filling = Filling::default();
+        for log in otlp::pieces(request, self.max_record_bytes) {
+            let choice = log.named.map_or(SourceChoice::Auto, SourceChoice::Known);
+            filling.add(self, choice, origin, log.piece, now);
+        }
+        (filling.batch, filling.tally, filling.errors)
+    }
+}
+
 fn frame_input(
     reader: Box<dyn std::io::BufRead>,
     choice: SourceChoice,
@@ -100,58 +174,20 @@ fn frame_input(
     batch_rows: usize,
     mut emit: impl FnMut(Batch, Tally, Vec<RecordError>, u64),
 ) -> std::io::Result<()> {
-    let (normalizer, metrics) = (&intake.normalizer, &intake.metrics);
     let mut framer = Framer::new(reader, intake.max_record_bytes);
-    let mut batch = Batch::default();
-    let mut tally = Tally::default();
-    let mut errors = Vec::new();
+    let mut filling = Filling::default();
     let mut last_bytes = 0u64;
     let now = chrono::Utc::now();
     while let Some(piece) = framer.next() {
-        let position = piece.position();
-        tally.records += 1;
-        match normalizer.piece(choice, origin, piece, now) {
-            Outcome::Event(row) => {
-                metrics
-                    .records
-                    .with_label_values(&[&row.source, "event"])
-                    .inc();
-                tally.events += 1;
-                batch.events.push(*row);
-            }
-            Outcome::Ignored(_) => {
-                metrics
-                    .records
-                    .with_label_values(&[choice.label(), "ignored"])
-                    .inc();
-                tally.ignored += 1;
-            }
-            Outcome::Dead(dead) => {
-                metrics
-                    .records
-                    .with_label_values(&[&dead.source, "dead_letter"])
-                    .inc();
-                tally.dead_letters += 1;
-                errors.push(RecordError {
-                    record: position,
-                    error_kind: dead.error_kind.clone(),
-                    reason: dead.reason.clone(),
-                });
-                batch.dead_letters.push(*dead);
-            }
-        }
-        if batch.rows() >= batch_rows {
+        filling.add(intake, choice, origin, piece, now);
+        if filling.batch.rows() >= batch_rows {
             let bytes = framer.bytes_read - last_bytes;
             last_bytes = framer.bytes_read;
-            emit(
-                std::mem::take(&mut batch),
-                std::mem::take(&mut tally),
-                std::mem::take(&mut errors),
-                bytes,
-            );
+            let full = std::mem::take(&mut filling);
+            emit(full.batch, full.tally, full.errors, bytes);
         }
     }
     let bytes = framer.bytes_read - last_bytes;
-    emit(batch, tally, errors, bytes);
+    emit(filling.batch, filling.tally, filling.errors, bytes);
     Ok(())
 }
