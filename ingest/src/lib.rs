@@ -6,6 +6,7 @@
 //!
 //! See ARCHITECTURE.md for the invariants (at-least-once, dedup, no raw tokens, bounded labels).
 
+pub mod alias;
 pub mod config;
 pub mod fingerprint;
 pub mod formats;
