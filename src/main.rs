@@ -38,6 +38,9 @@ enum Command {
     Query(cmd::query::Query),
     /// Check a configuration file and report every error with its key path.
     Validate(cmd::validate::Args),
+    /// Capture issuance in an HCP Terraform agent hook: send the run's token claims and
+    /// fingerprints (never the tokens) to the collector.
+    Emit(cmd::emit::Args),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
     let config = cli.config.as_deref();
     let result = match cli.command {
         Command::Validate(args) => cmd::validate::run(args),
+        Command::Emit(args) => cmd::emit::run(args),
         command => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -63,7 +67,7 @@ fn main() -> ExitCode {
                     Command::Ingest(args) => cmd::ingest::run(config, args).await,
                     Command::Replay(args) => cmd::replay::run(config, args).await,
                     Command::Query(q) => cmd::query::run(config, q).await,
-                    Command::Validate(_) => unreachable!("handled above"),
+                    Command::Validate(_) | Command::Emit(_) => unreachable!("handled above"),
                 }
             })
         }

@@ -8,6 +8,7 @@
 
 pub mod alias;
 pub mod config;
+pub mod emit;
 pub mod fingerprint;
 pub mod formats;
 pub mod metrics;

@@ -258,6 +258,11 @@ pub struct Collector {
 
 impl Collector {
     pub fn start(ch: &ClickHouse, extra_env: &[(&str, &str)]) -> Collector {
+        Collector::start_logging(ch, extra_env, Stdio::inherit())
+    }
+
+    /// [`Collector::start`] with its log (stderr) sent to `log`.
+    pub fn start_logging(ch: &ClickHouse, extra_env: &[(&str, &str)], log: Stdio) -> Collector {
         let port = free_port();
         let mut cmd = Command::new(BIN);
         cmd.arg("ingest")
@@ -265,7 +270,7 @@ impl Collector {
             .env_remove("CREDTRAIL_CONFIG")
             .env("CREDTRAIL_HTTP_LISTEN", format!("127.0.0.1:{port}"))
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stderr(log);
         for (k, v) in extra_env {
             cmd.env(k, v);
         }

@@ -152,9 +152,7 @@ impl Derived {
 
 /// Whether a tag is one HCP Terraform accepts.
 pub fn valid_tag(tag: &str) -> bool {
-    !tag.is_empty()
-        && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && tag != "TYPE"
+    !tag.is_empty() && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') && tag != "TYPE"
 }
 
 /// A variable's name split into base name (`TFC_AWS_RUN_ROLE_ARN`) and form.
@@ -275,7 +273,11 @@ pub fn derive<'a>(variables: impl IntoIterator<Item = (&'a str, &'a str)>) -> De
                 };
                 if principal.is_empty() {
                     warnings.push(Warning {
-                        variable: format!("TFC_{}_RUN_{}", provider.stem(), provider.principal_suffix()),
+                        variable: format!(
+                            "TFC_{}_RUN_{}",
+                            provider.stem(),
+                            provider.principal_suffix()
+                        ),
                         message: format!(
                             "{} configuration {} has no {phase} principal",
                             provider.as_str(),
@@ -364,10 +366,7 @@ fn resolve(
     let audience = get("audience", format!("TFC_{s}_WORKLOAD_IDENTITY_AUDIENCE"));
     let mut settings = BTreeMap::new();
     for setting in provider.settings() {
-        let value = get(
-            &setting.to_ascii_lowercase(),
-            format!("TFC_{s}_{setting}"),
-        );
+        let value = get(&setting.to_ascii_lowercase(), format!("TFC_{s}_{setting}"));
         if !value.is_empty() {
             settings.insert(setting.to_ascii_lowercase(), value);
         }

@@ -20,8 +20,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
-/// Providers HCP Terraform mints tokens for.
-pub const PROVIDERS: [&str; 5] = ["aws", "gcp", "azure", "vault", "hcp"];
+/// Providers HCP Terraform mints tokens for, and `unknown` for a token (a manual-generation one
+/// seen by `credtrail emit`) whose audience matches no configured provider.
+pub const PROVIDERS: [&str; 6] = ["aws", "gcp", "azure", "vault", "hcp", "unknown"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

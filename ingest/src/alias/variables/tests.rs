@@ -11,20 +11,47 @@ fn derive_from(vars: &[(&str, &str)]) -> Derived {
 const WORKSPACE: &[(&str, &str)] = &[
     // AWS: a default and three aliases.
     ("TFC_AWS_PROVIDER_AUTH", "true"),
-    ("TFC_AWS_RUN_ROLE_ARN", "arn:aws:iam::111111111111:role/tfc-default"),
+    (
+        "TFC_AWS_RUN_ROLE_ARN",
+        "arn:aws:iam::111111111111:role/tfc-default",
+    ),
     ("TFC_AWS_PROVIDER_AUTH_PROD", "true"),
-    ("TFC_AWS_PLAN_ROLE_ARN_PROD", "arn:aws:iam::222222222222:role/tfc-prod-read"),
-    ("TFC_AWS_APPLY_ROLE_ARN_PROD", "arn:aws:iam::222222222222:role/tfc-prod-write"),
-    ("TFC_AWS_WORKLOAD_IDENTITY_AUDIENCE_PROD", "aws.workload.identity.prod"),
+    (
+        "TFC_AWS_PLAN_ROLE_ARN_PROD",
+        "arn:aws:iam::222222222222:role/tfc-prod-read",
+    ),
+    (
+        "TFC_AWS_APPLY_ROLE_ARN_PROD",
+        "arn:aws:iam::222222222222:role/tfc-prod-write",
+    ),
+    (
+        "TFC_AWS_WORKLOAD_IDENTITY_AUDIENCE_PROD",
+        "aws.workload.identity.prod",
+    ),
     ("TFC_AWS_PROVIDER_AUTH_STAGING", "true"),
-    ("TFC_AWS_RUN_ROLE_ARN_STAGING", "arn:aws:iam::333333333333:role/tfc-staging"),
+    (
+        "TFC_AWS_RUN_ROLE_ARN_STAGING",
+        "arn:aws:iam::333333333333:role/tfc-staging",
+    ),
     ("TFC_AWS_PROVIDER_AUTH_audit_2", "true"),
-    ("TFC_DEFAULT_AWS_RUN_ROLE_ARN", "arn:aws:iam::444444444444:role/tfc-shared"),
-    ("TFC_DEFAULT_AWS_WORKLOAD_IDENTITY_AUDIENCE", "aws.workload.identity.shared"),
+    (
+        "TFC_DEFAULT_AWS_RUN_ROLE_ARN",
+        "arn:aws:iam::444444444444:role/tfc-shared",
+    ),
+    (
+        "TFC_DEFAULT_AWS_WORKLOAD_IDENTITY_AUDIENCE",
+        "aws.workload.identity.shared",
+    ),
     // GCP default, located by number, pool and provider ids.
     ("TFC_GCP_PROVIDER_AUTH", "true"),
-    ("TFC_GCP_RUN_SERVICE_ACCOUNT_EMAIL", "tfc@acme-prod.iam.gserviceaccount.com"),
-    ("TFC_GCP_APPLY_SERVICE_ACCOUNT_EMAIL", "tfc-apply@acme-prod.iam.gserviceaccount.com"),
+    (
+        "TFC_GCP_RUN_SERVICE_ACCOUNT_EMAIL",
+        "tfc@acme-prod.iam.gserviceaccount.com",
+    ),
+    (
+        "TFC_GCP_APPLY_SERVICE_ACCOUNT_EMAIL",
+        "tfc-apply@acme-prod.iam.gserviceaccount.com",
+    ),
     ("TFC_GCP_PROJECT_NUMBER", "123456789012"),
     ("TFC_GCP_WORKLOAD_POOL_ID", "hcp-terraform"),
     ("TFC_GCP_WORKLOAD_PROVIDER_ID", "app-terraform-io"),
@@ -64,7 +91,10 @@ fn reference_workspace_has_five_configurations() {
 fn explicit_values_win_over_tfc_default() {
     let d = derive_from(WORKSPACE);
     let default = d.get(Provider::Aws, "").unwrap();
-    assert_eq!(default.plan_principal, "arn:aws:iam::111111111111:role/tfc-default");
+    assert_eq!(
+        default.plan_principal,
+        "arn:aws:iam::111111111111:role/tfc-default"
+    );
     assert_eq!(default.from["plan_principal"], "TFC_AWS_RUN_ROLE_ARN");
     // The default configuration takes TFC_DEFAULT_ where it has no bare value.
     assert_eq!(default.audience, "aws.workload.identity.shared");
@@ -73,7 +103,10 @@ fn explicit_values_win_over_tfc_default() {
         "TFC_DEFAULT_AWS_WORKLOAD_IDENTITY_AUDIENCE"
     );
     let staging = d.get(Provider::Aws, "STAGING").unwrap();
-    assert_eq!(staging.apply_principal, "arn:aws:iam::333333333333:role/tfc-staging");
+    assert_eq!(
+        staging.apply_principal,
+        "arn:aws:iam::333333333333:role/tfc-staging"
+    );
     assert_eq!(staging.audience, "aws.workload.identity.shared");
 }
 
@@ -81,21 +114,39 @@ fn explicit_values_win_over_tfc_default() {
 fn an_alias_with_only_provider_auth_inherits_tfc_default() {
     let d = derive_from(WORKSPACE);
     let audit = d.get(Provider::Aws, "audit_2").unwrap();
-    assert_eq!(audit.plan_principal, "arn:aws:iam::444444444444:role/tfc-shared");
-    assert_eq!(audit.from["apply_principal"], "TFC_DEFAULT_AWS_RUN_ROLE_ARN");
+    assert_eq!(
+        audit.plan_principal,
+        "arn:aws:iam::444444444444:role/tfc-shared"
+    );
+    assert_eq!(
+        audit.from["apply_principal"],
+        "TFC_DEFAULT_AWS_RUN_ROLE_ARN"
+    );
 }
 
 #[test]
 fn plan_and_apply_fall_back_to_run_separately() {
     let d = derive_from(WORKSPACE);
     let prod = d.get(Provider::Aws, "PROD").unwrap();
-    assert_eq!(prod.plan_principal, "arn:aws:iam::222222222222:role/tfc-prod-read");
-    assert_eq!(prod.apply_principal, "arn:aws:iam::222222222222:role/tfc-prod-write");
+    assert_eq!(
+        prod.plan_principal,
+        "arn:aws:iam::222222222222:role/tfc-prod-read"
+    );
+    assert_eq!(
+        prod.apply_principal,
+        "arn:aws:iam::222222222222:role/tfc-prod-write"
+    );
     assert_eq!(prod.audience, "aws.workload.identity.prod");
     let gcp = d.get(Provider::Gcp, "").unwrap();
     assert_eq!(gcp.plan_principal, "tfc@acme-prod.iam.gserviceaccount.com");
-    assert_eq!(gcp.from["plan_principal"], "TFC_GCP_RUN_SERVICE_ACCOUNT_EMAIL");
-    assert_eq!(gcp.apply_principal, "tfc-apply@acme-prod.iam.gserviceaccount.com");
+    assert_eq!(
+        gcp.from["plan_principal"],
+        "TFC_GCP_RUN_SERVICE_ACCOUNT_EMAIL"
+    );
+    assert_eq!(
+        gcp.apply_principal,
+        "tfc-apply@acme-prod.iam.gserviceaccount.com"
+    );
 }
 
 #[test]
@@ -105,7 +156,10 @@ fn explicit_plan_role_wins_over_default_plan_and_tagged_run() {
     let d = derive_from(&[
         ("TFC_AWS_PROVIDER_AUTH_X", "true"),
         ("TFC_AWS_RUN_ROLE_ARN_X", "arn:aws:iam::1:role/x-run"),
-        ("TFC_DEFAULT_AWS_PLAN_ROLE_ARN", "arn:aws:iam::1:role/shared-plan"),
+        (
+            "TFC_DEFAULT_AWS_PLAN_ROLE_ARN",
+            "arn:aws:iam::1:role/shared-plan",
+        ),
     ]);
     let x = d.get(Provider::Aws, "X").unwrap();
     assert_eq!(x.plan_principal, "arn:aws:iam::1:role/shared-plan");
@@ -136,7 +190,10 @@ fn audiences_default_per_provider() {
 fn gcp_canonical_provider_name_takes_precedence() {
     let d = derive_from(&[
         ("TFC_GCP_PROVIDER_AUTH", "true"),
-        ("TFC_GCP_RUN_SERVICE_ACCOUNT_EMAIL", "sa@p.iam.gserviceaccount.com"),
+        (
+            "TFC_GCP_RUN_SERVICE_ACCOUNT_EMAIL",
+            "sa@p.iam.gserviceaccount.com",
+        ),
         (
             "TFC_GCP_WORKLOAD_PROVIDER_NAME",
             "projects/9/locations/global/workloadIdentityPools/a/providers/b",
@@ -230,7 +287,10 @@ fn longest_base_wins_when_splitting_tags() {
     // some shorter variable.
     let d = derive_from(&[
         ("TFC_GCP_PROVIDER_AUTH_X", "true"),
-        ("TFC_GCP_RUN_SERVICE_ACCOUNT_EMAIL_X", "sa@p.iam.gserviceaccount.com"),
+        (
+            "TFC_GCP_RUN_SERVICE_ACCOUNT_EMAIL_X",
+            "sa@p.iam.gserviceaccount.com",
+        ),
         ("TFC_GCP_PROJECT_NUMBER_X", "7"),
         ("TFC_GCP_WORKLOAD_POOL_ID_X", "pool"),
         ("TFC_GCP_WORKLOAD_PROVIDER_ID_X", "prov"),
