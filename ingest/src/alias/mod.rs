@@ -3,4 +3,6 @@
 //!
 //! [`variables`] derives configurations from HCP Terraform's dynamic-credentials variables.
 
+pub mod attribute;
+pub mod inventory;
 pub mod variables;

@@ -161,6 +161,8 @@ pub struct EventRow {
     /// The multiple-configurations tag (`TFC_*_<TAG>`); empty for the default configuration or
     /// until attribution knows better.
     pub alias_tag: Text,
+    /// How `alias_tag` was decided, or why it is empty (see `alias::attribute::Match`).
+    pub alias_match: Text,
     pub region: Text,
     /// AWS account, GCP project number, Entra tenant, Vault namespace.
     pub target_account: Text,
@@ -231,6 +233,7 @@ impl EventRow {
             jti: Text::default(),
             token_fingerprint: Text::default(),
             alias_tag: Text::default(),
+            alias_match: Text::default(),
             region: Text::default(),
             target_account: Text::default(),
             target_principal: Text::default(),

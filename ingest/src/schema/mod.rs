@@ -34,6 +34,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "change_columns",
         template: include_str!("../../../deploy/clickhouse/migrations/0002_change_columns.sql"),
     },
+    Migration {
+        version: 3,
+        name: "inventory",
+        template: include_str!("../../../deploy/clickhouse/migrations/0003_inventory.sql"),
+    },
 ];
 
 /// What the rendering needs besides capabilities.

@@ -1,0 +1,236 @@
+//! Attribution: which configuration (default or alias) an exchange used, decided from what the
+//! exchange log says (provider, target principal, audience, phase, workspace) against the
+//! inventory as it was at the event's time. Never a guess: an exchange that fits no
+//! configuration, or more than one, keeps an empty alias and says why in `alias_match`.
+//!
+//! Issuance rows carry their tag from the token's capture and are only marked `issuance`.
+//! Trust and configuration changes are not attributed.
+
+use super::inventory::InventoryRow;
+use crate::model::{EventKind, EventRow};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+
+/// How an alias was decided, or why there is none. Stored as `alias_match`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Match {
+    /// The tag came with the issued token.
+    Issuance,
+    /// Principal and audience both fit exactly one configuration.
+    Matched,
+    /// The principal fits exactly one configuration; the log names no audience.
+    Principal,
+    /// The audience fits exactly one configuration; the log names no principal.
+    Audience,
+    /// Several configurations fit equally (same principal and audience).
+    Ambiguous,
+    /// The workspace is known, but no configuration has this principal or audience.
+    NoMatch,
+    /// The log names a workspace the inventory did not have at the time.
+    UnknownWorkspace,
+    /// The log names neither a workspace, a principal nor an audience.
+    NoEvidence,
+    /// No inventory existed at the event's time.
+    NoInventory,
+}
+
+impl Match {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Match::Issuance => "issuance",
+            Match::Matched => "matched",
+            Match::Principal => "principal",
+            Match::Audience => "audience",
+            Match::Ambiguous => "ambiguous",
+            Match::NoMatch => "no_match",
+            Match::UnknownWorkspace => "unknown_workspace",
+            Match::NoEvidence => "no_evidence",
+            Match::NoInventory => "no_inventory",
+        }
+    }
+}
+
+/// A stored configuration with what matching needs precomputed.
+#[derive(Debug)]
+struct Config {
+    row: InventoryRow,
+    /// The audience GCP's STS logs for this configuration: `//iam.googleapis.com/` + the
+    /// workload provider's name, whatever audience the token itself carries.
+    sts_audience: String,
+}
+
+impl Config {
+    fn new(row: InventoryRow) -> Config {
+        let sts_audience = serde_json::from_str::<serde_json::Value>(&row.settings)
+            .ok()
+            .and_then(|s| s["workload_provider_name"].as_str().map(str::to_owned))
+            .map(|name| format!("//iam.googleapis.com/{name}"))
+            .unwrap_or_default();
+        Config { row, sts_audience }
+    }
+}
+
+/// One workspace's snapshots, oldest first.
+#[derive(Debug, Default)]
+struct History {
+    snapshots: Vec<(DateTime<Utc>, Vec<Config>)>,
+}
+
+impl History {
+    fn at(&self, t: DateTime<Utc>) -> Option<&[Config]> {
+        let i = self.snapshots.partition_point(|(from, _)| *from <= t);
+        (i > 0).then(|| self.snapshots[i - 1].1.as_slice())
+    }
+}
+
+/// The inventory indexed for attribution.
+#[derive(Debug, Default)]
+pub struct Attributor {
+    /// (org, workspace name) -> history
+    workspaces: HashMap<(String, String), History>,
+    /// workspace id -> (org, workspace name)
+    ids: HashMap<String, (String, String)>,
+    earliest: Option<DateTime<Utc>>,
+}
+
+impl Attributor {
+    /// Builds the index from stored rows (in any order).
+    pub fn new(mut rows: Vec<InventoryRow>) -> Attributor {
+        rows.sort_by(|a, b| {
+            (&a.org_name, &a.workspace_name, a.valid_from).cmp(&(
+                &b.org_name,
+                &b.workspace_name,
+                b.valid_from,
+            ))
+        });
+        let mut me = Attributor::default();
+        for row in rows {
+            me.earliest = Some(
+                me.earliest
+                    .map_or(row.valid_from, |e| e.min(row.valid_from)),
+            );
+            let key = (row.org_name.clone(), row.workspace_name.clone());
+            if !row.workspace_id.is_empty() {
+                me.ids.insert(row.workspace_id.clone(), key.clone());
+            }
+            let history = me.workspaces.entry(key).or_default();
+            let from = row.valid_from;
+            match history.snapshots.last_mut() {
+                Some((last, rows)) if *last == from => rows.push(Config::new(row)),
+                _ => history.snapshots.push((from, vec![Config::new(row)])),
+            }
+        }
+        me
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.workspaces.is_empty()
+    }
+
+    /// Sets `alias_tag` and `alias_match` of a row.
+    pub fn attribute(&self, row: &mut EventRow) {
+        let kind = row.event_kind.as_str();
+        if kind == EventKind::Issuance.as_str() {
+            row.alias_match = Match::Issuance.as_str().into();
+            return;
+        }
+        let attributable = [
+            EventKind::Exchange,
+            EventKind::SessionRenewal,
+            EventKind::SessionEnd,
+        ]
+        .iter()
+        .any(|k| k.as_str() == kind);
+        if !attributable {
+            return;
+        }
+        let (tag, how) = self.decide(row);
+        row.alias_tag = tag.into();
+        row.alias_match = how.as_str().into();
+    }
+
+    fn decide(&self, row: &EventRow) -> (String, Match) {
+        let t = row.event_time;
+        if self.earliest.is_none_or(|e| e > t) {
+            return (String::new(), Match::NoInventory);
+        }
+        let workspace = if !row.workspace_name.is_empty() {
+            Some((row.org_name.to_string(), row.workspace_name.to_string()))
+        } else if !row.workspace_id.is_empty() {
+            match self.ids.get(row.workspace_id.as_str()) {
+                Some(key) => Some(key.clone()),
+                None => return (String::new(), Match::UnknownWorkspace),
+            }
+        } else {
+            None
+        };
+        // GCP's STS step names the pool provider, not the service account the configuration
+        // expects, and logs the provider's resource name as audience.
+        let sts = row.provider == "gcp" && row.event_name == "ExchangeToken";
+        let principal = if sts {
+            ""
+        } else {
+            row.target_principal.as_str()
+        };
+        let audience = row.audience.as_str();
+        if workspace.is_none() && principal.is_empty() && audience.is_empty() {
+            return (String::new(), Match::NoEvidence);
+        }
+        let configurations: Vec<&Config> = match &workspace {
+            Some(key) => match self.workspaces.get(key).and_then(|h| h.at(t)) {
+                Some(configs) => configs.iter().collect(),
+                None => return (String::new(), Match::UnknownWorkspace),
+            },
+            None => self
+                .workspaces
+                .values()
+                .filter_map(|h| h.at(t))
+                .flatten()
+                .collect(),
+        };
+        let phase = row.run_phase.as_str();
+        let fits_principal = |c: &InventoryRow| match phase {
+            "plan" => c.plan_principal == principal,
+            "apply" => c.apply_principal == principal,
+            _ => c.plan_principal == principal || c.apply_principal == principal,
+        };
+        let mut both = Vec::new();
+        let mut one = Vec::new();
+        for config in configurations
+            .into_iter()
+            .filter(|c| c.row.provider == row.provider.as_str())
+        {
+            let c = &config.row;
+            let expected_audience = if sts {
+                &config.sts_audience
+            } else {
+                &c.audience
+            };
+            let p = !principal.is_empty() && fits_principal(c);
+            let a = !audience.is_empty() && *expected_audience == audience;
+            // A side the log names must fit; a side it does not name cannot refute.
+            let refuted = (!principal.is_empty() && !p) || (!audience.is_empty() && !a);
+            if p && a {
+                both.push(c);
+            } else if (p || a) && !refuted {
+                one.push(c);
+            }
+        }
+        let how = if principal.is_empty() {
+            Match::Audience
+        } else if audience.is_empty() {
+            Match::Principal
+        } else {
+            Match::Matched
+        };
+        let winners = if both.is_empty() { one } else { both };
+        match winners.as_slice() {
+            [] => (String::new(), Match::NoMatch),
+            [c] => (c.alias_tag.clone(), how),
+            _ => (String::new(), Match::Ambiguous),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

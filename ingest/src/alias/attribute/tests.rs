@@ -1,0 +1,171 @@
+//! Attribution against a small inventory: each outcome of [`Match`], and time travel.
+
+use super::*;
+use crate::alias::inventory::from_toml;
+use crate::model::Source;
+
+const INVENTORY: &str = r#"
+[[workspace]]
+organization = "acme"
+name = "network"
+id = "ws-net"
+[workspace.variables]
+TFC_AWS_PROVIDER_AUTH = "true"
+TFC_AWS_PLAN_ROLE_ARN = "arn:aws:iam::111:role/plan"
+TFC_AWS_APPLY_ROLE_ARN = "arn:aws:iam::111:role/apply"
+TFC_AWS_PROVIDER_AUTH_PROD = "true"
+TFC_AWS_RUN_ROLE_ARN_PROD = "arn:aws:iam::222:role/prod"
+TFC_AWS_WORKLOAD_IDENTITY_AUDIENCE_PROD = "aws.prod"
+TFC_AWS_PROVIDER_AUTH_TWIN = "true"
+TFC_AWS_RUN_ROLE_ARN_TWIN = "arn:aws:iam::222:role/prod"
+TFC_AWS_WORKLOAD_IDENTITY_AUDIENCE_TWIN = "aws.prod"
+TFC_GCP_PROVIDER_AUTH = "true"
+TFC_GCP_RUN_SERVICE_ACCOUNT_EMAIL = "sa@p.iam.gserviceaccount.com"
+TFC_GCP_WORKLOAD_PROVIDER_NAME = "projects/9/locations/global/workloadIdentityPools/p/providers/x"
+TFC_GCP_WORKLOAD_IDENTITY_AUDIENCE = "custom-gcp-aud"
+"#;
+
+fn attributor(valid_from: &str) -> Attributor {
+    let t = valid_from.parse().unwrap();
+    let rows = from_toml(INVENTORY)
+        .unwrap()
+        .iter()
+        .flat_map(|w| w.rows(t, "test"))
+        .collect();
+    Attributor::new(rows)
+}
+
+fn exchange(provider: &str, sub: &str, principal: &str, audience: &str) -> EventRow {
+    let mut row = EventRow::new(
+        EventKind::Exchange,
+        Source::AwsCloudtrail,
+        "e".into(),
+        provider,
+        "2024-07-09T12:00:00Z".parse().unwrap(),
+        Utc::now(),
+    );
+    row.set_subject(sub);
+    row.target_principal = principal.into();
+    row.audience = audience.into();
+    row
+}
+
+const PLAN: &str = "organization:acme:project:p:workspace:network:run_phase:plan";
+const APPLY: &str = "organization:acme:project:p:workspace:network:run_phase:apply";
+
+fn decide(a: &Attributor, row: &mut EventRow) -> (String, String) {
+    a.attribute(row);
+    (row.alias_tag.to_string(), row.alias_match.to_string())
+}
+
+#[test]
+fn default_and_alias_by_principal_and_audience() {
+    let a = attributor("2024-01-01T00:00:00Z");
+    let mut r = exchange(
+        "aws",
+        PLAN,
+        "arn:aws:iam::111:role/plan",
+        "aws.workload.identity",
+    );
+    assert_eq!(decide(&a, &mut r), ("".into(), "matched".into()));
+    let mut r = exchange("aws", APPLY, "arn:aws:iam::111:role/apply", "");
+    assert_eq!(decide(&a, &mut r), ("".into(), "principal".into()));
+}
+
+#[test]
+fn the_wrong_phase_principal_is_no_match() {
+    let a = attributor("2024-01-01T00:00:00Z");
+    // A plan token assuming the apply role fits no configuration for its phase.
+    let mut r = exchange(
+        "aws",
+        PLAN,
+        "arn:aws:iam::111:role/apply",
+        "aws.workload.identity",
+    );
+    assert_eq!(decide(&a, &mut r), ("".into(), "no_match".into()));
+}
+
+#[test]
+fn twins_are_ambiguous_never_guessed() {
+    let a = attributor("2024-01-01T00:00:00Z");
+    let mut r = exchange("aws", PLAN, "arn:aws:iam::222:role/prod", "aws.prod");
+    assert_eq!(decide(&a, &mut r), ("".into(), "ambiguous".into()));
+}
+
+#[test]
+fn gcp_sts_matches_the_provider_and_impersonation_the_account() {
+    let a = attributor("2024-01-01T00:00:00Z");
+    let mut r = exchange(
+        "gcp",
+        PLAN,
+        "projects/9/locations/global/workloadIdentityPools/p/providers/x",
+        "//iam.googleapis.com/projects/9/locations/global/workloadIdentityPools/p/providers/x",
+    );
+    r.event_name = "ExchangeToken".into();
+    assert_eq!(decide(&a, &mut r), ("".into(), "audience".into()));
+    let mut r = exchange("gcp", APPLY, "sa@p.iam.gserviceaccount.com", "");
+    r.event_name = "GenerateAccessToken".into();
+    assert_eq!(decide(&a, &mut r), ("".into(), "principal".into()));
+}
+
+#[test]
+fn without_a_workspace_only_a_unique_principal_decides() {
+    let a = attributor("2024-01-01T00:00:00Z");
+    let mut r = exchange("aws", "", "arn:aws:iam::111:role/plan", "");
+    assert_eq!(decide(&a, &mut r), ("".into(), "principal".into()));
+    let mut r = exchange("aws", "", "", "");
+    assert_eq!(decide(&a, &mut r), ("".into(), "no_evidence".into()));
+}
+
+#[test]
+fn unknown_workspaces_and_times_before_the_inventory() {
+    let a = attributor("2024-01-01T00:00:00Z");
+    let mut r = exchange(
+        "aws",
+        "organization:acme:project:p:workspace:Network:run_phase:plan",
+        "arn:aws:iam::111:role/plan",
+        "aws.workload.identity",
+    );
+    assert_eq!(decide(&a, &mut r), ("".into(), "unknown_workspace".into()));
+    let later = attributor("2025-01-01T00:00:00Z");
+    let mut r = exchange(
+        "aws",
+        PLAN,
+        "arn:aws:iam::111:role/plan",
+        "aws.workload.identity",
+    );
+    assert_eq!(decide(&later, &mut r), ("".into(), "no_inventory".into()));
+    let empty = Attributor::new(Vec::new());
+    assert_eq!(decide(&empty, &mut r), ("".into(), "no_inventory".into()));
+}
+
+#[test]
+fn the_snapshot_at_event_time_decides() {
+    let t1: DateTime<Utc> = "2024-01-01T00:00:00Z".parse().unwrap();
+    let t2: DateTime<Utc> = "2024-08-01T00:00:00Z".parse().unwrap();
+    let old = from_toml(INVENTORY).unwrap();
+    let renamed = from_toml(&INVENTORY.replace("role/prod", "role/prod-v2")).unwrap();
+    let rows = old[0]
+        .rows(t1, "a")
+        .into_iter()
+        .chain(renamed[0].rows(t2, "b"))
+        .collect();
+    let a = Attributor::new(rows);
+    // In July the alias still used role/prod (and its twin); in August only role/prod-v2 fits.
+    let mut r = exchange("aws", PLAN, "arn:aws:iam::222:role/prod-v2", "aws.prod");
+    assert_eq!(decide(&a, &mut r), ("".into(), "no_match".into()));
+    r.event_time = "2024-08-02T00:00:00Z".parse().unwrap();
+    assert_eq!(decide(&a, &mut r), ("".into(), "ambiguous".into()));
+}
+
+#[test]
+fn issuance_keeps_its_tag_and_changes_are_left_alone() {
+    let a = attributor("2024-01-01T00:00:00Z");
+    let mut r = exchange("aws", PLAN, "", "");
+    r.event_kind = EventKind::Issuance.as_str().into();
+    r.alias_tag = "PROD".into();
+    assert_eq!(decide(&a, &mut r), ("PROD".into(), "issuance".into()));
+    let mut r = exchange("aws", "", "arn:aws:iam::111:role/plan", "");
+    r.event_kind = EventKind::TrustChange.as_str().into();
+    assert_eq!(decide(&a, &mut r), ("".into(), "".into()));
+}
