@@ -36,6 +36,9 @@ enum Command {
     /// Forensic queries.
     #[command(subcommand)]
     Query(cmd::query::Query),
+    /// The alias inventory: which configurations each workspace has.
+    #[command(subcommand)]
+    Inventory(cmd::inventory::Inventory),
     /// Check a configuration file and report every error with its key path.
     Validate(cmd::validate::Args),
     /// Capture issuance in an HCP Terraform agent hook: send the run's token claims and
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
                     Command::Ingest(args) => cmd::ingest::run(config, args).await,
                     Command::Replay(args) => cmd::replay::run(config, args).await,
                     Command::Query(q) => cmd::query::run(config, q).await,
+                    Command::Inventory(i) => cmd::inventory::run(config, i).await,
                     Command::Validate(_) | Command::Emit(_) => unreachable!("handled above"),
                 }
             })

@@ -76,7 +76,7 @@ const CASES: &[Case] = &[
 const COLUMNS: &str = "event_kind, source, source_event_id, toString(event_time) AS event_time, \
      event_ms, provider, event_name, outcome, error_code, error_message, issuer, audience, subject, \
      token_type, org_name, project_name, workspace_name, run_phase, org_id, project_id, \
-     workspace_id, run_id, jti, token_fingerprint, alias_tag, region, target_account, \
+     workspace_id, run_id, jti, token_fingerprint, alias_tag, alias_match, region, target_account, \
      target_principal, session_name, session_id, toString(session_expiry) AS session_expiry, \
      duration_seconds, toString(token_issued_at) AS token_issued_at, \
      toString(token_expires_at) AS token_expires_at, IPv6NumToString(source_ip) AS source_ip, \

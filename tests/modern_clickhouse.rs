@@ -54,6 +54,16 @@ fn modern_ddl_and_every_shipped_query_agree_with_18_16() {
     let bad = dir.path().join("bad.ndjson");
     std::fs::write(&bad, b"{oops\n{\"provider\":\"aws\",\"token\":\"x.y\"}\n").unwrap();
     ch.credtrail_ok(&["replay", bad.to_str().unwrap()]);
+    let inventory = repo_root().join("tests/inventory");
+    ch.credtrail_ok(&[
+        "inventory",
+        "import",
+        "--valid-from",
+        "2024-01-01T00:00:00Z",
+        inventory.join("workspaces.json").to_str().unwrap(),
+        inventory.join("vars_network.json").to_str().unwrap(),
+        inventory.join("varsets.json").to_str().unwrap(),
+    ]);
 
     // Shipped SQL with binds drawn from the data.
     let keys = ch.query("SELECT dedup_key FROM dedup_keys ORDER BY dedup_key LIMIT 3");
@@ -71,6 +81,21 @@ fn modern_ddl_and_every_shipped_query_agree_with_18_16() {
             ),
         ),
         (
+            "inventory_at",
+            bind(
+                credtrail_query::SHIPPED_SQL
+                    .iter()
+                    .find(|(n, _)| *n == "inventory_at")
+                    .unwrap()
+                    .1,
+                &["1720483200".into(), "''".into(), "''".into()],
+            ),
+        ),
+        (
+            "latest_snapshots",
+            credtrail_ingest::alias::inventory::LATEST_SNAPSHOTS_SQL.to_owned(),
+        ),
+        (
             "existing_dedup_keys",
             bind(
                 credtrail_ingest::sink::EXISTING_DEDUP_KEYS_SQL,
@@ -79,13 +104,13 @@ fn modern_ddl_and_every_shipped_query_agree_with_18_16() {
         ),
     ];
     assert_eq!(
-        credtrail_query::SHIPPED_SQL.len() + 1,
+        credtrail_query::SHIPPED_SQL.len() + 2,
         queries.len(),
         "every shipped query is exercised here"
     );
 
     let mut tables = Vec::new();
-    for t in ["events", "dedup_keys", "dead_letters"] {
+    for t in ["events", "dedup_keys", "dead_letters", "inventory"] {
         let file = dir.path().join(format!("{t}.rowbinary"));
         std::fs::write(
             &file,
@@ -111,7 +136,11 @@ fn modern_ddl_and_every_shipped_query_agree_with_18_16() {
         })
         .map(String::from)
         .collect();
-    assert_eq!(statements.len(), 4, "three tables, then the change columns");
+    assert_eq!(
+        statements.len(),
+        6,
+        "three tables, the change columns, the inventory table and its column on events"
+    );
     let spec = json!({
         "ddl": statements,
         "tables": tables,
@@ -137,7 +166,7 @@ fn modern_ddl_and_every_shipped_query_agree_with_18_16() {
         "chdb {version}"
     );
 
-    for t in ["events", "dedup_keys", "dead_letters"] {
+    for t in ["events", "dedup_keys", "dead_letters", "inventory"] {
         let legacy = ch.count(&format!("SELECT count() FROM {t}"));
         assert!(legacy > 0, "{t} has data");
         assert_eq!(

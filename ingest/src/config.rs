@@ -21,6 +21,19 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub http: HttpConfig,
     pub kafka: KafkaConfig,
+    pub alias: AliasConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AliasConfig {
+    pub refresh_secs: u64,
+}
+
+impl Default for AliasConfig {
+    fn default() -> Self {
+        AliasConfig { refresh_secs: 60 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -326,6 +339,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "kafka.sasl_password_file",
         "File whose first line is the SASL password (or set CREDTRAIL_KAFKA_SASL_PASSWORD).",
     ),
+    (
+        "alias.refresh_secs",
+        "How often `credtrail ingest` reloads the alias inventory that attribution uses, in seconds.",
+    ),
 ];
 
 /// One configuration problem, with the key it is about.
@@ -477,6 +494,9 @@ impl Config {
             }
         }
         e.extend(self.kafka.semantic_errors());
+        if self.alias.refresh_secs == 0 {
+            e.push(err("alias.refresh_secs", "must be at least 1"));
+        }
         e
     }
 

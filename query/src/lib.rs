@@ -5,11 +5,15 @@
 //! count twice). [`SHIPPED_SQL`] lists them so tests can run each on both server generations.
 //! [`render`] prints results as a table, JSON or CSV.
 
+pub mod inventory;
 pub mod render;
 pub mod run;
 
 /// Every SQL statement the read path ships, by name.
-pub const SHIPPED_SQL: &[(&str, &str)] = &[("run_timeline", run::RUN_TIMELINE_SQL)];
+pub const SHIPPED_SQL: &[(&str, &str)] = &[
+    ("run_timeline", run::RUN_TIMELINE_SQL),
+    ("inventory_at", inventory::INVENTORY_AT_SQL),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {

@@ -22,6 +22,13 @@ pub async fn run(config: Option<&Path>, _args: Args) -> anyhow::Result<ExitCode>
     let store = open_store(&config)?;
     let metrics = Metrics::new();
     let (sink, sink_task) = sink::spawn(store.clone(), config.sink.clone(), metrics.clone());
+    let intake = Intake::from_config(&config, metrics.clone());
+    super::load_inventory(&intake, &store).await;
+    let refresh = tokio::spawn(refresh_inventory(
+        intake.clone(),
+        store.clone(),
+        config.alias.refresh_secs,
+    ));
 
     // The Kafka source runs on its own thread; `stop` ends it, `kafka_done` says it ended.
     let stop = Arc::new(AtomicBool::new(false));
@@ -29,7 +36,7 @@ pub async fn run(config: Option<&Path>, _args: Args) -> anyhow::Result<ExitCode>
     let kafka = config.kafka.enabled().then(|| {
         let source = KafkaSource::new(
             config.kafka.clone(),
-            Intake::from_config(&config, metrics.clone()),
+            intake.clone(),
             sink.clone(),
             tokio::runtime::Handle::current(),
         );
@@ -42,7 +49,7 @@ pub async fn run(config: Option<&Path>, _args: Args) -> anyhow::Result<ExitCode>
         })
     });
 
-    let router = sources::http::router(&config, tokens, sink, store, metrics);
+    let router = sources::http::router(&config, tokens, sink, store, intake);
     let stopping = stop.clone();
     let shutdown = async move {
         tokio::select! {
@@ -55,6 +62,7 @@ pub async fn run(config: Option<&Path>, _args: Args) -> anyhow::Result<ExitCode>
         .await
         .context("HTTP collector")?;
     stop.store(true, Ordering::Relaxed);
+    refresh.abort();
     let kafka_result = match kafka {
         Some(task) => task.await.context("Kafka source thread")?,
         None => Ok(()),
@@ -67,6 +75,18 @@ pub async fn run(config: Option<&Path>, _args: Args) -> anyhow::Result<ExitCode>
     kafka_result.context("Kafka source")?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reloads the alias inventory every `secs` seconds, so an import reaches running collectors.
+async fn refresh_inventory(intake: Intake, store: credtrail_ingest::store::Store, secs: u64) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(secs.max(1)));
+    every.tick().await;
+    loop {
+        every.tick().await;
+        if let Err(e) = intake.attribution.reload(&store).await {
+            tracing::warn!("alias inventory not reloaded: {e}");
+        }
+    }
 }
 
 /// Sends `true` when dropped.

@@ -2,6 +2,7 @@
 
 pub mod emit;
 pub mod ingest;
+pub mod inventory;
 pub mod migrate;
 pub mod query;
 pub mod replay;
@@ -20,6 +21,14 @@ pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
             let list: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
             bail!("invalid configuration:\n{}", list.join("\n"))
         }
+    }
+}
+
+/// Loads the alias inventory for attribution; without one every exchange says `no_inventory`.
+pub async fn load_inventory(intake: &credtrail_ingest::sources::Intake, store: &Store) {
+    match intake.attribution.reload(store).await {
+        Ok(n) => tracing::info!("alias inventory: {n} configuration rows"),
+        Err(e) => tracing::warn!("alias inventory not loaded (run `credtrail migrate`?): {e}"),
     }
 }
 

@@ -38,10 +38,12 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     let files = expand_paths(&args.paths)?;
     let store = open_store(&config)?;
     let metrics = Metrics::new();
-    let (sink, sink_task) = sink::spawn(store, config.sink.clone(), metrics.clone());
+    let intake = Intake::from_config(&config, metrics.clone());
+    super::load_inventory(&intake, &store).await;
+    let (sink, sink_task) = sink::spawn(store, config.sink.clone(), metrics);
     let replay = Replay {
         choice,
-        intake: Intake::from_config(&config, metrics),
+        intake,
         batch_rows: config.sink.batch_max_rows.min(5000),
     };
     let started = Instant::now();

@@ -139,6 +139,9 @@ enum Level {
     Priority,
 }
 
+/// One variable reaching one workspace: (level, variable set name or empty, key, value).
+type Assignment = (Level, String, String, Option<String>);
+
 #[derive(Debug, Default)]
 struct ApiState {
     /// id -> (organization, name, project id)
@@ -176,8 +179,7 @@ pub fn from_api_documents(documents: &[Value]) -> Result<Vec<Workspace>, String>
             absorb(&mut state, r);
         }
     }
-    let mut by_workspace: BTreeMap<String, Vec<(Level, String, String, Option<String>)>> =
-        BTreeMap::new();
+    let mut by_workspace: BTreeMap<String, Vec<Assignment>> = BTreeMap::new();
     for (var_id, (k, v, owner)) in &state.vars {
         if owner.starts_with("ws-") {
             by_workspace.entry(owner.clone()).or_default().push((

@@ -66,13 +66,13 @@ pub fn router(
     tokens: Vec<String>,
     sink: SinkHandle,
     store: Store,
-    metrics: Metrics,
+    intake: Intake,
 ) -> Router {
     let state = Arc::new(AppState {
         sink,
         store,
-        intake: Intake::from_config(config, metrics.clone()),
-        metrics,
+        metrics: intake.metrics.clone(),
+        intake,
         token_digests: tokens
             .iter()
             .map(|t| Sha256::digest(t.as_bytes()).into())

@@ -7,6 +7,7 @@ pub mod http;
 pub mod kafka;
 pub mod replay;
 
+use crate::alias::Attribution;
 use crate::formats::framing::{Framer, Piece, decompressing, decompressing_bytes};
 use crate::formats::otlp;
 use crate::metrics::Metrics;
@@ -14,6 +15,7 @@ use crate::normalize::{Normalizer, Outcome, SourceChoice};
 use crate::sink::Batch;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use std::io::Read;
+use std::sync::Arc;
 
 /// Counts of what one input produced.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -37,6 +39,8 @@ pub struct RecordError {
 #[derive(Clone)]
 pub struct Intake {
     pub normalizer: Normalizer,
+    /// Alias attribution, applied to every event as it is normalized.
+    pub attribution: Arc<Attribution>,
     pub max_record_bytes: usize,
     pub metrics: Metrics,
 }
@@ -49,6 +53,7 @@ impl Intake {
                 max_dead_letter_bytes: config.limits.max_dead_letter_bytes,
             },
             max_record_bytes: config.limits.max_record_bytes,
+            attribution: Arc::default(),
             metrics,
         }
     }
@@ -116,7 +121,8 @@ impl Filling {
         let position = piece.position();
         self.tally.records += 1;
         match intake.normalizer.piece(choice, origin, piece, now) {
-            Outcome::Event(row) => {
+            Outcome::Event(mut row) => {
+                intake.attribution.attribute(&mut row);
                 metrics
                     .records
                     .with_label_values(&[&row.source, "event"])

@@ -3,10 +3,7 @@
 use super::*;
 
 fn fixture(name: &str) -> Value {
-    let path = format!(
-        "{}/../tests/fixtures/inventory/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/../tests/inventory/{name}", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -103,7 +100,7 @@ fn terraform_variables_are_not_dynamic_credentials_and_sensitive_ones_are_report
 #[test]
 fn toml_inventory_adds_allowed_accounts_to_derived_configurations() {
     let text = std::fs::read_to_string(format!(
-        "{}/../tests/fixtures/inventory/declared.toml",
+        "{}/../tests/inventory/declared.toml",
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap();

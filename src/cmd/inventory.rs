@@ -1,0 +1,123 @@
+//! `credtrail inventory ...`: import the alias inventory (HCP Terraform API responses saved to
+//! files, or a declarative TOML file) as a new snapshot per workspace, and show what was
+//! configured at a given time.
+
+use super::{load_config, open_store};
+use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
+use credtrail_ingest::alias::inventory::{self, Workspace};
+use credtrail_query::render::Format;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Inventory {
+    /// Import workspaces' dynamic-credentials configurations. `.json` files are HCP Terraform
+    /// API responses (workspace lists, workspace variables, variable sets with `include=vars`),
+    /// read together; `.toml` files are declarative inventories.
+    Import {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// When the imported configuration took effect [default: now].
+        #[arg(long)]
+        valid_from: Option<DateTime<Utc>>,
+        /// Print what would be imported (JSON) and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The configurations in force at a time, per workspace and alias.
+    Show {
+        /// Only this workspace (by name).
+        workspace: Option<String>,
+        /// The instant to look at [default: now].
+        #[arg(long)]
+        at: Option<DateTime<Utc>>,
+        /// Output format: table, json or csv.
+        #[arg(long, default_value = "table")]
+        format: Format,
+    },
+}
+
+pub async fn run(config: Option<&Path>, command: Inventory) -> anyhow::Result<ExitCode> {
+    let config = load_config(config)?;
+    match command {
+        Inventory::Import {
+            files,
+            valid_from,
+            dry_run,
+        } => {
+            let workspaces = read(&files)?;
+            for ws in &workspaces {
+                for w in &ws.warnings {
+                    eprintln!(
+                        "{}/{}: {}: {}",
+                        ws.organization, ws.name, w.variable, w.message
+                    );
+                }
+            }
+            if dry_run {
+                println!("{}", serde_json::to_string_pretty(&workspaces)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let store = open_store(&config)?;
+            let origin = files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(",");
+            let when = valid_from.unwrap_or_else(Utc::now);
+            let (written, unchanged) = inventory::store(&store, &workspaces, when, &origin)
+                .await
+                .context("writing the inventory")?;
+            let configurations: usize = workspaces.iter().map(|w| w.configurations.len()).sum();
+            println!(
+                "inventory: {} workspace(s), {configurations} configuration(s); {written} snapshot(s) written, {unchanged} unchanged",
+                workspaces.len()
+            );
+        }
+        Inventory::Show {
+            workspace,
+            at,
+            format,
+        } => {
+            let store = open_store(&config)?;
+            let rows = credtrail_query::inventory::at(
+                &store,
+                at.unwrap_or_else(Utc::now),
+                workspace.as_deref().unwrap_or(""),
+            )
+            .await?;
+            print!("{}", credtrail_query::inventory::print(&rows, format)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every file, JSON ones read as one API state, TOML ones on their own.
+fn read(files: &[PathBuf]) -> anyhow::Result<Vec<Workspace>> {
+    let mut documents = Vec::new();
+    let mut out = Vec::new();
+    for f in files {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        match f.extension().and_then(|e| e.to_str()) {
+            Some("json") => documents.push(
+                serde_json::from_str(&text)
+                    .with_context(|| format!("{}: not JSON", f.display()))?,
+            ),
+            Some("toml") => out.extend(
+                inventory::from_toml(&text)
+                    .map_err(anyhow::Error::msg)
+                    .with_context(|| f.display().to_string())?,
+            ),
+            _ => bail!(
+                "{}: expected a .json (API response) or .toml file",
+                f.display()
+            ),
+        }
+    }
+    if !documents.is_empty() {
+        out.extend(inventory::from_api_documents(&documents).map_err(anyhow::Error::msg)?);
+    }
+    Ok(out)
+}
