@@ -35,7 +35,7 @@ fn migrate_is_idempotent_and_recorded() {
         ch.query("SELECT name FROM system.tables WHERE database = currentDatabase() ORDER BY name");
     assert_eq!(
         tables,
-        "dead_letters\ndedup_keys\nevents\ninventory\nschema_migrations\n"
+        "dead_letters\ndedup_keys\nevents\ninventory\nschema_migrations\nsession_activity\nsession_activity_mv\nsession_calls\n"
     );
 }
 
@@ -47,11 +47,12 @@ fn replaying_the_same_files_twice_changes_no_count() {
     let dir = dir.to_str().unwrap();
     let first = replay_json(&ch, &[dir]);
     // Every format's fixtures, each record's format detected.
-    assert_eq!(first["files"], 15);
+    assert_eq!(first["files"], 16);
     assert_eq!(first["stored"], 45, "{first}");
     assert_eq!(
-        first["ignored"], 6,
-        "unrelated calls (S3 file, GCP, Entra secret sign-in, Vault request and kv read, audit trail run): {first}"
+        first["ignored"], 13,
+        "unrelated calls (S3 file, session calls with session_activity off, GCP, Entra secret \
+         sign-in, Vault request and kv read, audit trail run): {first}"
     );
     assert_eq!(first["dead_lettered"], 0);
 
@@ -259,5 +260,67 @@ fn replay_fails_loudly_when_clickhouse_is_down() {
     assert!(
         err.contains("ClickHouse write failed after 2 attempts"),
         "{err}"
+    );
+}
+
+#[test]
+fn session_activity_is_aggregated_per_session_and_counts_each_call_once() {
+    let ch = ClickHouse::start();
+    ch.migrate();
+    let dir = fixtures().join("cloudtrail");
+    let on = [("CREDTRAIL_CLOUDTRAIL_SESSION_ACTIVITY", "true")];
+    for _ in 0..2 {
+        // Twice: a redelivered call must not count again.
+        let out = ch.credtrail_with(&["replay", "--json", dir.to_str().unwrap()], &on);
+        assert!(out.status.success());
+        let stats: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(stats["session_calls"], 7, "{stats}");
+    }
+    let sql = credtrail_query::session::SESSION_ACTIVITY_SQL.replace('?', "'ASIAQPLANDEFAULT0001'");
+    let plan = ch.query(&format!("{sql} FORMAT JSONEachRow"));
+    let plan: Value = serde_json::from_str(plan.trim()).unwrap();
+    assert_eq!(plan["calls"], "4", "{plan}");
+    assert_eq!(plan["failed_calls"], "1");
+    assert_eq!(
+        plan["source_ips"],
+        serde_json::json!(["198.51.100.77", "52.86.1.23"])
+    );
+    assert_eq!(
+        plan["regions"],
+        serde_json::json!(["eu-west-1", "us-east-1"])
+    );
+    assert_eq!(
+        plan["services"],
+        serde_json::json!([
+            "ec2.amazonaws.com",
+            "iam.amazonaws.com",
+            "sts.amazonaws.com"
+        ])
+    );
+    assert_eq!(
+        plan["run_id"], RUN,
+        "joined to the exchange that issued the key"
+    );
+    assert_eq!(plan["run_phase"], "plan");
+    let human =
+        ch.count("SELECT count() FROM session_activity WHERE session_id = 'ASIAHUMANSESSION0001'");
+    assert_eq!(human, 0, "a person's session is not a run's");
+
+    // Off (the default), the same calls are ignored.
+    let fresh = ClickHouse::start();
+    fresh.migrate();
+    let stats: Value = serde_json::from_str(
+        fresh
+            .credtrail_ok(&[
+                "replay",
+                "--json",
+                dir.join("session_calls.ndjson").to_str().unwrap(),
+            ])
+            .trim(),
+    )
+    .unwrap();
+    assert_eq!(
+        (stats["ignored"].as_u64(), stats["session_calls"].as_u64()),
+        (Some(7), Some(0))
     );
 }

@@ -22,6 +22,13 @@ pub struct Config {
     pub http: HttpConfig,
     pub kafka: KafkaConfig,
     pub alias: AliasConfig,
+    pub cloudtrail: CloudTrailConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CloudTrailConfig {
+    pub session_activity: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -338,6 +345,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "kafka.sasl_password_file",
         "File whose first line is the SASL password (or set CREDTRAIL_KAFKA_SASL_PASSWORD).",
+    ),
+    (
+        "cloudtrail.session_activity",
+        "Aggregate the API calls made with runs' AWS sessions (`terraform-run-*`) per session into `session_activity` (else they are ignored).",
     ),
     (
         "alias.refresh_secs",

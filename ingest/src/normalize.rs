@@ -3,11 +3,12 @@
 //! the sink; they never decide a record's fate themselves.
 
 use crate::fingerprint::{hash_parts, redact_jwts, sha256_hex};
+use crate::formats::cloudtrail::activity;
 use crate::formats::framing::Piece;
 use crate::formats::{
     ErrorKind, Normalized, Rejection, detect_source, normalize_record, parse_json, pubsub,
 };
-use crate::model::{DeadLetterRow, EventRow, Source};
+use crate::model::{DeadLetterRow, EventRow, SessionCallRow, Source};
 use chrono::{DateTime, Utc};
 
 /// A source named by the caller, or `Auto` to detect the format of each record.
@@ -42,6 +43,8 @@ impl SourceChoice {
 #[derive(Debug)]
 pub enum Outcome {
     Event(Box<EventRow>),
+    /// An API call made with a run's AWS session (`cloudtrail.session_activity` on).
+    SessionCall(Box<SessionCallRow>),
     Ignored(&'static str),
     Dead(Box<DeadLetterRow>),
 }
@@ -51,6 +54,8 @@ pub enum Outcome {
 pub struct Normalizer {
     /// How many raw bytes a dead letter keeps.
     pub max_dead_letter_bytes: usize,
+    /// Whether CloudTrail calls made with runs' sessions are aggregated (else ignored).
+    pub session_activity: bool,
 }
 
 impl Normalizer {
@@ -107,7 +112,15 @@ impl Normalizer {
                 };
                 match result {
                     Ok(Normalized::Event(row)) => Outcome::Event(row),
-                    Ok(Normalized::Ignored(why)) => Outcome::Ignored(why),
+                    Ok(Normalized::Ignored(why)) => {
+                        let call = (self.session_activity && source == Some(Source::AwsCloudtrail))
+                            .then(|| activity::session_call(&r.bytes))
+                            .flatten();
+                        match call {
+                            Some(call) => Outcome::SessionCall(Box::new(call)),
+                            None => Outcome::Ignored(why),
+                        }
+                    }
                     Err(rejection) => {
                         let label = source.map_or(choice.label(), Source::as_str);
                         let size = r.bytes.len() as u64;

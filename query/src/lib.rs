@@ -8,11 +8,13 @@
 pub mod inventory;
 pub mod render;
 pub mod run;
+pub mod session;
 
 /// Every SQL statement the read path ships, by name.
 pub const SHIPPED_SQL: &[(&str, &str)] = &[
     ("run_timeline", run::RUN_TIMELINE_SQL),
     ("inventory_at", inventory::INVENTORY_AT_SQL),
+    ("session_activity", session::SESSION_ACTIVITY_SQL),
 ];
 
 #[derive(Debug, thiserror::Error)]

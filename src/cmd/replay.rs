@@ -63,14 +63,15 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
         println!("{}", serde_json::to_string(&stats)?);
     } else {
         println!(
-            "replayed {} files, {} records in {secs:.1}s ({:.0} records/s): {} stored, {} duplicates skipped, {} ignored, {} dead-lettered",
+            "replayed {} files, {} records in {secs:.1}s ({:.0} records/s): {} stored, {} duplicates skipped, {} ignored, {} dead-lettered, {} session calls aggregated",
             stats.files,
             stats.records,
             stats.records as f64 / secs.max(1e-9),
             stats.stored,
             stats.duplicates,
             stats.ignored,
-            stats.dead_lettered
+            stats.dead_lettered,
+            stats.session_calls
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -15,9 +15,11 @@ const MAX_DEAD_LETTER: usize = 512;
 
 static INTAKE: LazyLock<Intake> = LazyLock::new(|| Intake {
     normalizer: Normalizer {
+        session_activity: true,
         max_dead_letter_bytes: MAX_DEAD_LETTER,
     },
     max_record_bytes: 4096,
+    attribution: Default::default(),
     metrics: Metrics::new(),
 });
 

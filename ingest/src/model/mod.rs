@@ -296,3 +296,23 @@ pub struct DeadLetterRow {
     #[serde(with = "serde_bytes")]
     pub raw: Vec<u8>,
 }
+
+/// One API call made with an issued AWS session, folded into `session_activity` by ClickHouse
+/// (the row itself is not kept).
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct SessionCallRow {
+    /// The session's access key id (`ASIA…`), as `responseElements.credentials.accessKeyId` of
+    /// the exchange that issued it.
+    pub session_id: String,
+    #[serde(with = "clickhouse::serde::chrono::datetime")]
+    pub event_time: DateTime<Utc>,
+    /// Hash of the call's `eventID`: counted once however often it is delivered.
+    pub call_key: u64,
+    pub event_source: String,
+    pub failed: u8,
+    pub source_ip: String,
+    pub region: String,
+    pub account: String,
+    pub role_arn: String,
+    pub session_name: String,
+}

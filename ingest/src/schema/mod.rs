@@ -39,6 +39,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "inventory",
         template: include_str!("../../../deploy/clickhouse/migrations/0003_inventory.sql"),
     },
+    Migration {
+        version: 4,
+        name: "session_activity",
+        template: include_str!("../../../deploy/clickhouse/migrations/0004_session_activity.sql"),
+    },
 ];
 
 /// What the rendering needs besides capabilities.

@@ -6,7 +6,8 @@
 //! 1. looks up which dedup keys are already in `dedup_keys` (while the previous flush is still
 //!    inserting: the two stages overlap, and the previous flush's keys count as stored),
 //! 2. drops those events and repeats within the flush (counted as duplicates), inserts the new
-//!    events, then their keys, then the dead letters, retrying with exponential backoff,
+//!    events, then their keys, then the dead letters and session calls, retrying with
+//!    exponential backoff,
 //! 3. acknowledges every batch in the flush (or hands it back with the error after the last
 //!    attempt).
 //!
@@ -20,7 +21,7 @@ pub use writer::EXISTING_DEDUP_KEYS_SQL;
 
 use crate::config::SinkConfig;
 use crate::metrics::Metrics;
-use crate::model::{DeadLetterRow, EventRow};
+use crate::model::{DeadLetterRow, EventRow, SessionCallRow};
 use crate::store::Store;
 use std::collections::HashSet;
 use tokio::sync::{mpsc, oneshot};
@@ -32,11 +33,20 @@ use tokio::time::{Instant, sleep_until};
 pub struct Batch {
     pub events: Vec<EventRow>,
     pub dead_letters: Vec<DeadLetterRow>,
+    /// API calls of issued sessions, folded into `session_activity` by ClickHouse.
+    pub session_calls: Vec<SessionCallRow>,
 }
 
 impl Batch {
     pub fn rows(&self) -> usize {
-        self.events.len() + self.dead_letters.len()
+        self.events.len() + self.dead_letters.len() + self.session_calls.len()
+    }
+
+    /// Moves every row of `other` into this batch.
+    pub fn append(&mut self, other: Batch) {
+        self.events.extend(other.events);
+        self.dead_letters.extend(other.dead_letters);
+        self.session_calls.extend(other.session_calls);
     }
 }
 
@@ -48,6 +58,8 @@ pub struct Ack {
     /// Events already stored earlier (or twice in the same flush).
     pub duplicates: usize,
     pub dead_lettered: usize,
+    /// Session API calls folded into `session_activity` (idempotently: redelivery is harmless).
+    pub session_calls: usize,
 }
 
 impl std::ops::AddAssign for Ack {
@@ -55,6 +67,7 @@ impl std::ops::AddAssign for Ack {
         self.stored += o.stored;
         self.duplicates += o.duplicates;
         self.dead_lettered += o.dead_lettered;
+        self.session_calls += o.session_calls;
     }
 }
 

@@ -4,7 +4,7 @@
 use super::{Ack, Batch, SinkError};
 use crate::config::SinkConfig;
 use crate::metrics::Metrics;
-use crate::model::{DeadLetterRow, EventRow};
+use crate::model::{DeadLetterRow, EventRow, SessionCallRow};
 use crate::store::Store;
 use backon::{ExponentialBuilder, Retryable};
 use serde::Serialize;
@@ -115,6 +115,7 @@ impl Writer {
         let mut seen: HashSet<u64> = HashSet::new();
         let mut fresh: Vec<&EventRow> = Vec::new();
         let mut dead: Vec<&DeadLetterRow> = Vec::new();
+        let mut calls: Vec<&SessionCallRow> = Vec::new();
         let mut acks = Vec::with_capacity(batches.len());
         for batch in batches {
             let mut ack = Ack::default();
@@ -132,6 +133,8 @@ impl Writer {
             }
             ack.dead_lettered = batch.dead_letters.len();
             dead.extend(batch.dead_letters.iter());
+            ack.session_calls = batch.session_calls.len();
+            calls.extend(batch.session_calls.iter());
             acks.push(ack);
         }
 
@@ -150,6 +153,9 @@ impl Writer {
         self.retrying(|| insert_rows(&self.store, "dedup_keys", &key_refs))
             .await?;
         self.retrying(|| insert_rows(&self.store, "dead_letters", &dead))
+            .await?;
+        // Aggregated with idempotent functions: a retried or redelivered call counts once.
+        self.retrying(|| insert_rows(&self.store, "session_calls", &calls))
             .await?;
 
         for e in &fresh {

@@ -56,6 +56,8 @@ pub struct IngestResponse {
     pub ignored: u64,
     /// Records stored as dead letters; `errors` says why.
     pub rejected: u64,
+    /// API calls of runs' sessions aggregated (`cloudtrail.session_activity`).
+    pub session_calls: u64,
     pub errors: Vec<RecordError>,
     pub errors_truncated: bool,
 }
@@ -236,6 +238,7 @@ async fn ingest_inner(
         duplicates: ack.duplicates as u64,
         ignored: tally.ignored,
         rejected: tally.dead_letters,
+        session_calls: ack.session_calls as u64,
         errors,
         errors_truncated: truncated,
     })

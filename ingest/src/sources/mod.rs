@@ -24,6 +24,8 @@ pub struct Tally {
     pub events: u64,
     pub ignored: u64,
     pub dead_letters: u64,
+    /// API calls of runs' sessions, aggregated into `session_activity`.
+    pub session_calls: u64,
 }
 
 /// A rejected record, as reported back to the sender.
@@ -51,6 +53,7 @@ impl Intake {
         Intake {
             normalizer: Normalizer {
                 max_dead_letter_bytes: config.limits.max_dead_letter_bytes,
+                session_activity: config.cloudtrail.session_activity,
             },
             max_record_bytes: config.limits.max_record_bytes,
             attribution: Arc::default(),
@@ -129,6 +132,14 @@ impl Filling {
                     .inc();
                 self.tally.events += 1;
                 self.batch.events.push(*row);
+            }
+            Outcome::SessionCall(call) => {
+                metrics
+                    .records
+                    .with_label_values(&["aws_cloudtrail", "session_call"])
+                    .inc();
+                self.tally.session_calls += 1;
+                self.batch.session_calls.push(*call);
             }
             Outcome::Ignored(_) => {
                 metrics

@@ -25,6 +25,8 @@ pub struct ReplayStats {
     pub duplicates: u64,
     pub ignored: u64,
     pub dead_lettered: u64,
+    /// API calls of runs' sessions aggregated (`cloudtrail.session_activity`).
+    pub session_calls: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +107,7 @@ impl Replay {
                 stats.stored += ack.stored as u64;
                 stats.duplicates += ack.duplicates as u64;
                 stats.dead_lettered += ack.dead_lettered as u64;
+                stats.session_calls += ack.session_calls as u64;
                 Ok(())
             };
         for path in files {

@@ -11,6 +11,7 @@
 //! `terraform-run-<run-id>` session name, the access key id of the issued session. It never gives
 //! the `jti`.
 
+pub mod activity;
 pub mod trust;
 
 use super::{JsonStr, Normalized, Rejection, parse_json, parse_time};

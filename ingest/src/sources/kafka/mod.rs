@@ -318,8 +318,7 @@ impl KafkaSource {
             |batch, _tally, _errors, _bytes| {
                 events += batch.events.len() as u32;
                 dead_letters += batch.dead_letters.len() as u32;
-                building.batch.events.extend(batch.events);
-                building.batch.dead_letters.extend(batch.dead_letters);
+                building.batch.append(batch);
             },
         );
         if let Err(e) = result {
