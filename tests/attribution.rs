@@ -211,3 +211,60 @@ fn a_mixed_stream_is_attributed_against_the_inventory_of_its_time() {
     let before = ch.credtrail_ok(&["inventory", "show", "--at", "2023-12-31T00:00:00Z"]);
     assert!(before.contains("no configurations"), "{before}");
 }
+
+#[test]
+fn an_inventory_imported_after_the_events_reattributes_them_without_double_counting() {
+    let ch = ClickHouse::start();
+    ch.migrate();
+    let dir = tempfile::tempdir().unwrap();
+    let stream = dir.path().join("mixed.ndjson");
+    std::fs::write(&stream, mixed_stream()).unwrap();
+    ch.credtrail_ok(&["replay", stream.to_str().unwrap()]);
+    assert_eq!(
+        ch.count(
+            "SELECT count() FROM events FINAL WHERE event_kind = 'exchange' AND alias_match != 'no_inventory'"
+        ),
+        0,
+        "before any inventory every exchange says so"
+    );
+
+    let inventory = repo_root().join("tests/inventory");
+    let files: Vec<String> = ["workspaces", "vars_network-prod", "vars_network", "varsets"]
+        .iter()
+        .map(|f| inventory.join(format!("{f}.json")).display().to_string())
+        .collect();
+    let mut args = vec![
+        "inventory",
+        "import",
+        "--valid-from",
+        "2024-01-01T00:00:00Z",
+    ];
+    args.extend(files.iter().map(String::as_str));
+    let out = ch.credtrail_ok(&args);
+    assert!(
+        out.contains("re-attributed: 29 event(s) scanned, 29 changed"),
+        "{out}"
+    );
+
+    let got = ch.query("SELECT source_event_id, alias_tag, alias_match FROM events FINAL");
+    for (id, alias, how) in EXPECTED.iter().filter(|(_, _, how)| *how != "issuance") {
+        assert!(
+            got.lines().any(|l| l == format!("{id}\t{alias}\t{how}")),
+            "event {id}: want {alias:?} {how:?}"
+        );
+    }
+    assert_eq!(
+        ch.count("SELECT count() FROM events FINAL"),
+        45,
+        "no event counted twice"
+    );
+    // Replaying the stream again stores nothing and keeps the new attribution.
+    let again: Value = serde_json::from_str(
+        ch.credtrail_ok(&["replay", "--json", stream.to_str().unwrap()])
+            .trim(),
+    )
+    .unwrap();
+    assert_eq!(again["stored"], 0);
+    let out = ch.credtrail_ok(&["inventory", "reattribute"]);
+    assert!(out.contains("29 event(s) scanned, 0 changed"), "{out}");
+}

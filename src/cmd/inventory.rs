@@ -24,6 +24,19 @@ pub enum Inventory {
         /// Print what would be imported (JSON) and write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Do not re-attribute the stored events from `--valid-from` on.
+        #[arg(long)]
+        no_reattribute: bool,
+    },
+    /// Recompute the alias of stored exchanges against the current inventory and store the
+    /// changed ones (a new row version; nothing is counted twice).
+    Reattribute {
+        /// From this event time [default: the beginning].
+        #[arg(long)]
+        since: Option<DateTime<Utc>>,
+        /// Up to (excluding) this event time [default: no end].
+        #[arg(long)]
+        until: Option<DateTime<Utc>>,
     },
     /// The configurations in force at a time, per workspace and alias.
     Show {
@@ -45,6 +58,7 @@ pub async fn run(config: Option<&Path>, command: Inventory) -> anyhow::Result<Ex
             files,
             valid_from,
             dry_run,
+            no_reattribute,
         } => {
             let workspaces = read(&files)?;
             for ws in &workspaces {
@@ -74,6 +88,13 @@ pub async fn run(config: Option<&Path>, command: Inventory) -> anyhow::Result<Ex
                 "inventory: {} workspace(s), {configurations} configuration(s); {written} snapshot(s) written, {unchanged} unchanged",
                 workspaces.len()
             );
+            if written > 0 && !no_reattribute {
+                reattribute(&store, Some(when), None).await?;
+            }
+        }
+        Inventory::Reattribute { since, until } => {
+            let store = open_store(&config)?;
+            reattribute(&store, since, until).await?;
         }
         Inventory::Show {
             workspace,
@@ -91,6 +112,28 @@ pub async fn run(config: Option<&Path>, command: Inventory) -> anyhow::Result<Ex
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn reattribute(
+    store: &credtrail_ingest::store::Store,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+) -> anyhow::Result<()> {
+    let attribution = credtrail_ingest::alias::Attribution::default();
+    attribution.reload(store).await?;
+    let done = credtrail_ingest::alias::reattribute::reattribute(
+        store,
+        &attribution.current(),
+        since.unwrap_or(DateTime::UNIX_EPOCH),
+        until.unwrap_or(DateTime::<Utc>::MAX_UTC),
+    )
+    .await
+    .context("re-attributing stored events")?;
+    println!(
+        "re-attributed: {} event(s) scanned, {} changed",
+        done.scanned, done.changed
+    );
+    Ok(())
 }
 
 /// Every file, JSON ones read as one API state, TOML ones on their own.

@@ -3,10 +3,12 @@
 //!
 //! [`variables`] derives configurations from HCP Terraform's dynamic-credentials variables,
 //! [`inventory`] imports and versions them per workspace, [`attribute`] decides an event's alias
-//! from the inventory at the event's time, and [`Attribution`] is the copy the pipeline uses.
+//! from the inventory at the event's time, [`reattribute`] applies a changed inventory to stored
+//! events, and [`Attribution`] is the copy the pipeline uses.
 
 pub mod attribute;
 pub mod inventory;
+pub mod reattribute;
 pub mod variables;
 
 use attribute::Attributor;
@@ -23,6 +25,11 @@ impl Attribution {
     pub fn attribute(&self, row: &mut crate::model::EventRow) {
         let current = Arc::clone(&self.current.read().expect("attribution lock"));
         current.attribute(row);
+    }
+
+    /// The attributor in use now.
+    pub fn current(&self) -> Arc<Attributor> {
+        Arc::clone(&self.current.read().expect("attribution lock"))
     }
 
     /// Loads the stored inventory; returns how many configuration rows it holds.
