@@ -224,3 +224,64 @@ fn a_down_collector_spools_and_the_next_run_delivers_without_leaking_the_token()
     assert_absent("the collector's log", &log, &[&plan, &apply_tag]);
     println!("delivered: 2 issuance rows, no token in output, spool, ClickHouse or logs");
 }
+
+/// A token signed by the test issuer's key (`tests/keys`).
+fn signed(claims: &Value, kid: &str) -> String {
+    let pem = std::fs::read(support::repo_root().join("tests/keys/test-issuer.pem")).unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some(kid.into());
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn signatures_are_checked_against_the_issuer_keys_and_forgeries_flagged() {
+    let claims = serde_json::json!({
+        "jti": "jti-signed", "iss": "https://app.terraform.io", "aud": "aws.workload.identity",
+        "sub": "organization:acme:project:Default Project:workspace:network:run_phase:plan",
+        "iat": 1720540000, "exp": 1720540300, "terraform_run_id": "run-GxV9rT2mQe7Lk3Yb"
+    });
+    let good = signed(&claims, "test-key-1");
+    // The same claims under a signature of other claims: a forgery.
+    let mut other = claims.clone();
+    other["sub"] = "organization:evil:project:p:workspace:w:run_phase:apply".into();
+    let forged = {
+        let parts: Vec<String> = good.split('.').map(str::to_owned).collect();
+        let evil: Vec<String> = signed(&other, "test-key-1")
+            .split('.')
+            .map(str::to_owned)
+            .collect();
+        format!("{}.{}.{}", parts[0], evil[1], parts[2])
+    };
+    let unknown_key = signed(&claims, "rotated-away");
+    let jwks = support::repo_root().join("tests/keys/test-issuer.jwks.json");
+    let out = emit(
+        &["--dry-run", "--jwks-file", jwks.to_str().unwrap()],
+        &[
+            ("TFC_WORKLOAD_IDENTITY_TOKEN", &good),
+            ("TFC_WORKLOAD_IDENTITY_TOKEN_FORGED", &forged),
+            ("TFC_WORKLOAD_IDENTITY_TOKEN_OLD", &unknown_key),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let records: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let verdicts: Vec<(&str, &str)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["alias_tag"].as_str().unwrap(),
+                r["signature"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(verdicts[0], ("", "verified"));
+    assert_eq!(verdicts[1].0, "FORGED");
+    assert!(verdicts[1].1.starts_with("invalid:"), "{verdicts:?}");
+    assert_eq!(verdicts[2].0, "OLD");
+    assert!(verdicts[2].1.starts_with("unverifiable:"), "{verdicts:?}");
+    assert_absent("emit output", &text(&out), &[&good, &forged, &unknown_key]);
+}

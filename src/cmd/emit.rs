@@ -8,7 +8,9 @@
 use anyhow::Context;
 use credtrail_ingest::alias::variables;
 use credtrail_ingest::emit::spool::{Spool, Taken};
-use credtrail_ingest::emit::{self, Record};
+use credtrail_ingest::emit::{self, Record, verify};
+use jsonwebtoken::jwk::JwkSet;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -36,6 +38,13 @@ pub struct Args {
     /// Exit non-zero when the records could not be sent (fails the run).
     #[arg(long)]
     strict: bool,
+    /// Check each token's signature against its issuer's JWKS (`<iss>/.well-known/jwks`,
+    /// HTTPS issuers only); the verdict is sent with the record.
+    #[arg(long)]
+    verify: bool,
+    /// Check signatures against this JWKS file instead of fetching (air-gapped agents).
+    #[arg(long, value_name = "PATH")]
+    jwks_file: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -53,7 +62,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .map(|a| emit::parse_token_file_arg(a).map_err(anyhow::Error::msg))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let (found, mut skipped) = emit::find_tokens(&env, &files);
-    let (records, unusable) = emit::records(found, &configured);
+    let mut keys_for = jwks_source(&args)?;
+    let (records, unusable) = emit::records(
+        found,
+        &configured,
+        keys_for
+            .as_mut()
+            .map(|f| f as &mut dyn FnMut(&str) -> Result<JwkSet, String>),
+    );
     skipped.extend(unusable);
     for s in &skipped {
         let fp = if s.token_fingerprint.is_empty() {
@@ -115,6 +131,47 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+/// Where signature checks get keys: a file, the issuer's endpoint (cached per issuer), or none.
+#[allow(clippy::type_complexity)]
+fn jwks_source(
+    args: &Args,
+) -> anyhow::Result<Option<Box<dyn FnMut(&str) -> Result<JwkSet, String>>>> {
+    if let Some(path) = &args.jwks_file {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let set: JwkSet = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a JWKS", path.display()))?;
+        return Ok(Some(Box::new(move |_issuer: &str| Ok(set.clone()))));
+    }
+    if !args.verify {
+        return Ok(None);
+    }
+    let mut cache: HashMap<String, Result<JwkSet, String>> = HashMap::new();
+    Ok(Some(Box::new(move |issuer: &str| {
+        cache
+            .entry(issuer.to_owned())
+            .or_insert_with(|| fetch_jwks(issuer))
+            .clone()
+    })))
+}
+
+fn fetch_jwks(issuer: &str) -> Result<JwkSet, String> {
+    let url = verify::jwks_url(issuer)
+        .ok_or_else(|| format!("issuer {issuer:?} is not HTTPS; keys are not fetched in clear"))?;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let text = agent
+        .get(&url)
+        .call()
+        .map_err(|e| format!("{url}: {e}"))?
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| format!("{url}: {e}"))?;
+    serde_json::from_str(&text).map_err(|e| format!("{url} is not a JWKS: {e}"))
 }
 
 fn default_spool() -> PathBuf {

@@ -14,6 +14,7 @@
 //!   Vault's `token_filename` holds a Vault token, not a JWT, and is never read.
 
 pub mod spool;
+pub mod verify;
 
 use crate::alias::variables::{self, Derived, Provider};
 use crate::fingerprint::token_fingerprint;
@@ -41,6 +42,10 @@ pub struct Record {
     pub alias_tag: String,
     pub token_fingerprint: String,
     pub claims: Box<RawValue>,
+    /// The signature check's verdict, when one was asked for (`verified`, `invalid: …`,
+    /// `unverifiable: …`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 /// A token that could not be used, reported without the token.
@@ -175,9 +180,16 @@ fn gcp_token_file(credentials: &str) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-/// Decodes every found token into a record, attributing provider and alias; the tokens are
-/// consumed and dropped here.
-pub fn records(found: Vec<Found>, configured: &Derived) -> (Vec<Record>, Vec<Skipped>) {
+/// Where signature checks get an issuer's keys (`None`: no check).
+pub type KeysFor<'k> = Option<&'k mut dyn FnMut(&str) -> Result<jsonwebtoken::jwk::JwkSet, String>>;
+
+/// Decodes every found token into a record, attributing provider and alias and, with `keys`,
+/// checking its signature; the tokens are consumed and dropped here.
+pub fn records(
+    found: Vec<Found>,
+    configured: &Derived,
+    mut keys: KeysFor<'_>,
+) -> (Vec<Record>, Vec<Skipped>) {
     let mut records = Vec::new();
     let mut skipped = Vec::new();
     for f in found {
@@ -193,6 +205,16 @@ pub fn records(found: Vec<Found>, configured: &Derived) -> (Vec<Record>, Vec<Ski
                 continue;
             }
         };
+        let signature = keys.as_mut().map(|keys_for| {
+            let issuer = serde_json::from_str::<serde_json::Value>(claims.get())
+                .ok()
+                .and_then(|c| c["iss"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            match keys_for(&issuer) {
+                Ok(set) => verify::verify(&f.token, &set).label(),
+                Err(why) => verify::Verdict::Unverifiable(why).label(),
+            }
+        });
         drop(f.token);
         let provider = match f.provider {
             Some(p) => p.as_str().to_owned(),
@@ -203,6 +225,7 @@ pub fn records(found: Vec<Found>, configured: &Derived) -> (Vec<Record>, Vec<Ski
             alias_tag: f.tag,
             token_fingerprint: fingerprint,
             claims,
+            signature,
         });
     }
     (records, skipped)
@@ -282,7 +305,7 @@ mod tests {
         let configured = variables::derive(e.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let (found, skipped) = find_tokens(&e, &[]);
         assert!(skipped.is_empty());
-        let (records, skipped) = records(found, &configured);
+        let (records, skipped) = records(found, &configured, None);
         let got: Vec<(&str, &str)> = records
             .iter()
             .map(|r| (r.provider.as_str(), r.alias_tag.as_str()))

@@ -119,6 +119,7 @@ mod tests {
             alias_tag: String::new(),
             token_fingerprint: format!("sha256:{n:064}"),
             claims: serde_json::value::RawValue::from_string(format!(r#"{{"n":{n}}}"#)).unwrap(),
+            signature: None,
         }
     }
 

@@ -37,6 +37,9 @@ struct Record<'a> {
     claims: Option<&'a RawValue>,
     #[serde(borrow, default)]
     token: Option<JsonStr<'a>>,
+    /// `credtrail emit`'s signature verdict, kept in `raw`.
+    #[serde(borrow, default)]
+    signature: Option<JsonStr<'a>>,
 }
 
 /// The claims credtrail keeps; every other claim stays in `raw`.
@@ -89,6 +92,8 @@ struct Stored<'a> {
     alias_tag: &'a str,
     token_fingerprint: &'a str,
     claims: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature: Option<&'a str>,
 }
 
 /// Normalizes one issuance record.
@@ -177,6 +182,7 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized,
         alias_tag: &record.alias_tag,
         token_fingerprint: &fingerprint,
         claims: claims_raw,
+        signature: record.signature.as_deref(),
     };
     let raw = serde_json::to_vec(&stored).expect("issuance record serializes");
     row.raw = redact_jwts(&raw).into_owned();
