@@ -55,6 +55,29 @@ fn mixed_stream() -> String {
     out
 }
 
+fn write_mixed_stream(dir: &std::path::Path) -> std::path::PathBuf {
+    let stream = dir.join("mixed.ndjson");
+    std::fs::write(&stream, mixed_stream()).unwrap();
+    stream
+}
+
+/// `credtrail inventory import` of the saved API responses, valid from 2024-01-01; its output.
+fn import_api_inventory(ch: &ClickHouse) -> String {
+    let inventory = repo_root().join("tests/inventory");
+    let files: Vec<String> = ["workspaces", "vars_network-prod", "vars_network", "varsets"]
+        .iter()
+        .map(|f| inventory.join(format!("{f}.json")).display().to_string())
+        .collect();
+    let mut args = vec![
+        "inventory",
+        "import",
+        "--valid-from",
+        "2024-01-01T00:00:00Z",
+    ];
+    args.extend(files.iter().map(String::as_str));
+    ch.credtrail_ok(&args)
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -117,32 +140,19 @@ const EXPECTED: &[(&str, &str, &str)] = &[
 fn a_mixed_stream_is_attributed_against_the_inventory_of_its_time() {
     let ch = ClickHouse::start();
     ch.migrate();
-    let inventory = repo_root().join("tests/inventory");
-    let json_files: Vec<String> = ["workspaces", "vars_network-prod", "vars_network", "varsets"]
-        .iter()
-        .map(|f| inventory.join(format!("{f}.json")).display().to_string())
-        .collect();
-    let mut args = vec![
-        "inventory",
-        "import",
-        "--valid-from",
-        "2024-01-01T00:00:00Z",
-    ];
-    args.extend(json_files.iter().map(String::as_str));
-    let out = ch.credtrail_ok(&args);
+    let out = import_api_inventory(&ch);
     assert!(
         out.contains("3 workspace(s), 7 configuration(s); 3 snapshot(s) written"),
         "{out}"
     );
-    let again = ch.credtrail_ok(&args);
+    let again = import_api_inventory(&ch);
     assert!(
         again.contains("0 snapshot(s) written, 3 unchanged"),
         "{again}"
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let stream = dir.path().join("mixed.ndjson");
-    std::fs::write(&stream, mixed_stream()).unwrap();
+    let stream = write_mixed_stream(dir.path());
     let out = ch.credtrail_ok(&["replay", "--json", stream.to_str().unwrap()]);
     let summary: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(summary["stored"], 45, "{summary}");
@@ -179,7 +189,7 @@ fn a_mixed_stream_is_attributed_against_the_inventory_of_its_time() {
     );
 
     // A later declarative import adds allowed accounts; the July view is unchanged.
-    let declared = inventory.join("declared.toml");
+    let declared = repo_root().join("tests/inventory/declared.toml");
     ch.credtrail_ok(&[
         "inventory",
         "import",
@@ -217,8 +227,7 @@ fn an_inventory_imported_after_the_events_reattributes_them_without_double_count
     let ch = ClickHouse::start();
     ch.migrate();
     let dir = tempfile::tempdir().unwrap();
-    let stream = dir.path().join("mixed.ndjson");
-    std::fs::write(&stream, mixed_stream()).unwrap();
+    let stream = write_mixed_stream(dir.path());
     ch.credtrail_ok(&["replay", stream.to_str().unwrap()]);
     assert_eq!(
         ch.count(
@@ -228,19 +237,7 @@ fn an_inventory_imported_after_the_events_reattributes_them_without_double_count
         "before any inventory every exchange says so"
     );
 
-    let inventory = repo_root().join("tests/inventory");
-    let files: Vec<String> = ["workspaces", "vars_network-prod", "vars_network", "varsets"]
-        .iter()
-        .map(|f| inventory.join(format!("{f}.json")).display().to_string())
-        .collect();
-    let mut args = vec![
-        "inventory",
-        "import",
-        "--valid-from",
-        "2024-01-01T00:00:00Z",
-    ];
-    args.extend(files.iter().map(String::as_str));
-    let out = ch.credtrail_ok(&args);
+    let out = import_api_inventory(&ch);
     assert!(
         out.contains("re-attributed: 29 event(s) scanned, 29 changed"),
         "{out}"

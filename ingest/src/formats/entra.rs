@@ -12,10 +12,9 @@
 
 use super::{JsonStr, Normalized, Rejection, parse_json, parse_time};
 use crate::fingerprint::{redact_jwts, redact_jwts_str};
-use crate::model::{EventKind, EventRow, Source, Text, ip_bytes, outcome};
+use crate::model::{EventKind, EventRow, Source, Text, ip_from_text, outcome};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use std::net::IpAddr;
 
 /// A Log Analytics row.
 #[derive(Debug, Deserialize)]
@@ -282,12 +281,7 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized,
     // The token Entra issued is for this resource (ARM, Graph, ...).
     out.session_name = sign_in.resource.into();
     out.actor = sign_in.service_principal_id.into();
-    out.source_ip = sign_in
-        .ip
-        .parse::<IpAddr>()
-        .ok()
-        .map(ip_bytes)
-        .unwrap_or([0; 16]);
+    out.source_ip = ip_from_text(Some(sign_in.ip));
     out.raw = redact_jwts(bytes).into_owned();
     Ok(Normalized::Event(Box::new(out)))
 }

@@ -13,11 +13,10 @@
 
 use super::{JsonStr, Normalized, Rejection, parse_json, parse_time};
 use crate::fingerprint::redact_jwts;
-use crate::model::{EventKind, EventRow, Source, Text, ip_bytes, outcome};
+use crate::model::{EventKind, EventRow, Source, Text, ip_from_text, outcome};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use std::borrow::Cow;
-use std::net::IpAddr;
 
 #[derive(Debug, Deserialize)]
 struct Entry<'a> {
@@ -264,12 +263,7 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized,
         }
     }
     if let Some(meta) = &payload.request_metadata {
-        row.source_ip = meta
-            .caller_ip
-            .as_deref()
-            .and_then(|ip| ip.parse::<IpAddr>().ok())
-            .map(ip_bytes)
-            .unwrap_or([0; 16]);
+        row.source_ip = ip_from_text(meta.caller_ip.as_deref());
         row.user_agent = meta.user_agent.as_deref().unwrap_or("").into();
     }
     row.raw = redact_jwts(bytes).into_owned();

@@ -167,31 +167,16 @@ fn to_json(value: &any_value::Value) -> Value {
                 .map(|v| v.value.as_ref().map_or(Value::Null, to_json))
                 .collect(),
         ),
-        V::KvlistValue(kv) => Value::Object(
-            kv.values
-                .iter()
-                .map(|kv| {
-                    let v = kv
-                        .value
-                        .as_ref()
-                        .and_then(|v| v.value.as_ref())
-                        .map_or(Value::Null, to_json);
-                    (kv.key.clone(), v)
-                })
-                .collect(),
-        ),
+        V::KvlistValue(kv) => Value::Object(object(&kv.values)),
         V::BytesValue(b) => Value::String(String::from_utf8_lossy(b).into_owned()),
         #[allow(unreachable_patterns)]
         _ => Value::Null,
     }
 }
 
-/// What a dead letter keeps of an unrecognised log record: its body and attributes as JSON.
-fn describe(body: Option<&AnyValue>, attributes: &[KeyValue]) -> Vec<u8> {
-    let body = body
-        .and_then(|b| b.value.as_ref())
-        .map_or(Value::Null, to_json);
-    let attributes: Map<String, Value> = attributes
+/// A key-value list as a JSON object (an empty value is `null`).
+fn object(values: &[KeyValue]) -> Map<String, Value> {
+    values
         .iter()
         .map(|kv| {
             let v = kv
@@ -201,7 +186,15 @@ fn describe(body: Option<&AnyValue>, attributes: &[KeyValue]) -> Vec<u8> {
                 .map_or(Value::Null, to_json);
             (kv.key.clone(), v)
         })
-        .collect();
+        .collect()
+}
+
+/// What a dead letter keeps of an unrecognised log record: its body and attributes as JSON.
+fn describe(body: Option<&AnyValue>, attributes: &[KeyValue]) -> Vec<u8> {
+    let body = body
+        .and_then(|b| b.value.as_ref())
+        .map_or(Value::Null, to_json);
+    let attributes = object(attributes);
     serde_json::to_vec(&serde_json::json!({ "body": body, "attributes": attributes }))
         .expect("JSON values serialize")
 }

@@ -16,12 +16,11 @@
 
 use super::{JsonStr, Normalized, Rejection, parse_json, parse_time};
 use crate::fingerprint::{redact_jwts, redact_jwts_str};
-use crate::model::{EventKind, EventRow, Source, Text, ip_bytes, outcome, split_colons};
+use crate::model::{EventKind, EventRow, Source, Text, ip_from_text, outcome, split_colons};
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::net::IpAddr;
 
 #[derive(Debug, Deserialize)]
 struct Entry<'a> {
@@ -204,12 +203,7 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized,
         None | Some("") => "root".into(),
         Some(path) => path.trim_end_matches('/').into(),
     };
-    row.source_ip = request
-        .remote_address
-        .as_deref()
-        .and_then(|ip| ip.parse::<IpAddr>().ok())
-        .map(ip_bytes)
-        .unwrap_or([0; 16]);
+    row.source_ip = ip_from_text(request.remote_address.as_deref());
     row.user_agent = request
         .headers
         .as_ref()

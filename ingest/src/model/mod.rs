@@ -268,6 +268,14 @@ fn trunc_seconds(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
 }
 
+/// The stored form of an IP address as logs write it; all zero when absent or not an address
+/// (AWS writes a service name, `ec2.amazonaws.com`, for calls made by a service).
+pub fn ip_from_text(text: Option<&str>) -> [u8; 16] {
+    text.and_then(|ip| ip.trim().parse::<IpAddr>().ok())
+        .map(ip_bytes)
+        .unwrap_or([0; 16])
+}
+
 /// The 16 bytes ClickHouse stores for an IP (`IPv6` or `FixedString(16)`); IPv4 is mapped.
 pub fn ip_bytes(ip: IpAddr) -> [u8; 16] {
     match ip {

@@ -16,12 +16,11 @@ pub mod trust;
 
 use super::{JsonStr, Normalized, Rejection, parse_json, parse_time};
 use crate::fingerprint::{redact_jwts, token_fingerprint};
-use crate::model::{EventKind, EventRow, Source, Text, ip_bytes, outcome, split_colons};
+use crate::model::{EventKind, EventRow, Source, Text, ip_from_text, outcome, split_colons};
 use chrono::format::{Item, Parsed, StrftimeItems};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use std::borrow::Cow;
-use std::net::IpAddr;
 use std::sync::LazyLock;
 
 /// The CloudTrail record fields credtrail reads, nested objects typed: one pass over the bytes.
@@ -216,12 +215,7 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized,
         u32::try_from((expiry - event_time).num_seconds()).ok()
     });
 
-    row.source_ip = record
-        .source_ip_address
-        .as_deref()
-        .and_then(|ip| ip.parse::<IpAddr>().ok())
-        .map(ip_bytes)
-        .unwrap_or([0; 16]);
+    row.source_ip = ip_from_text(record.source_ip_address.as_deref());
     row.user_agent = record.user_agent.as_deref().unwrap_or("").into();
     row.raw = redact_jwts(&raw).into_owned();
     Ok(Normalized::Event(Box::new(row)))

@@ -8,11 +8,10 @@
 
 use super::{arn_field, issuer_from_provider_arn};
 use crate::formats::{JsonStr, Rejection, parse_json, parse_time};
-use crate::model::{EventKind, EventRow, Source, ip_bytes, outcome};
+use crate::model::{EventKind, EventRow, Source, ip_from_text, outcome};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use std::borrow::Cow;
-use std::net::IpAddr;
 
 /// The IAM calls that change the trust root.
 pub const TRUST_EVENTS: [&str; 6] = [
@@ -148,12 +147,7 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<EventRow, R
     // The caller's key: if it is a session credtrail saw issued, a run changed its own trust.
     row.session_id = caller.access_key_id.as_deref().unwrap_or("").into();
     row.region = record.aws_region.as_deref().unwrap_or("").into();
-    row.source_ip = record
-        .source_ip_address
-        .as_deref()
-        .and_then(|ip| ip.parse::<IpAddr>().ok())
-        .map(ip_bytes)
-        .unwrap_or([0; 16]);
+    row.source_ip = ip_from_text(record.source_ip_address.as_deref());
     row.user_agent = record.user_agent.as_deref().unwrap_or("").into();
     row.raw = crate::fingerprint::redact_jwts(bytes).into_owned();
     Ok(row)
