@@ -62,6 +62,9 @@ fn modern_ddl_and_every_shipped_query_agree_with_18_16() {
     ch.credtrail_ok(&[
         "inventory",
         "import",
+        // Re-attribution writes new row versions, which modern servers fold on load
+        // (`optimize_on_insert`): raw row counts would differ for no reason.
+        "--no-reattribute",
         "--valid-from",
         "2024-01-01T00:00:00Z",
         inventory.join("workspaces.json").to_str().unwrap(),

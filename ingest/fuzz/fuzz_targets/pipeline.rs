@@ -35,8 +35,9 @@ fuzz_target!(|data: &[u8]| {
                 records += tally.records;
                 assert_eq!(
                     tally.records,
-                    tally.events + tally.ignored + tally.dead_letters
+                    tally.events + tally.session_calls + tally.ignored + tally.dead_letters
                 );
+                assert_eq!(batch.session_calls.len() as u64, tally.session_calls);
                 assert_eq!(errors.len() as u64, tally.dead_letters);
                 for e in &batch.events {
                     assert!(!contains_jwt(&e.raw), "event raw keeps a JWT");
