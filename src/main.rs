@@ -36,6 +36,10 @@ enum Command {
     /// Forensic queries.
     #[command(subcommand)]
     Query(cmd::query::Query),
+    /// Evaluate the detection rules over an event-time window and store their findings.
+    Detect(cmd::detect::DetectArgs),
+    /// List findings (`--format json` is the stable, documented form).
+    Findings(cmd::detect::FindingsArgs),
     /// The alias inventory: which configurations each workspace has.
     #[command(subcommand)]
     Inventory(cmd::inventory::Inventory),
@@ -71,6 +75,8 @@ fn main() -> ExitCode {
                     Command::Replay(args) => cmd::replay::run(config, args).await,
                     Command::Query(q) => cmd::query::run(config, q).await,
                     Command::Inventory(i) => cmd::inventory::run(config, i).await,
+                    Command::Detect(a) => cmd::detect::detect(config, a).await,
+                    Command::Findings(a) => cmd::detect::findings(config, a).await,
                     Command::Validate(_) | Command::Emit(_) => unreachable!("handled above"),
                 }
             })

@@ -58,6 +58,14 @@ fn modern_ddl_and_every_shipped_query_agree_with_18_16() {
     let bad = dir.path().join("bad.ndjson");
     std::fs::write(&bad, b"{oops\n{\"provider\":\"aws\",\"token\":\"x.y\"}\n").unwrap();
     ch.credtrail_ok(&["replay", bad.to_str().unwrap()]);
+    // Findings from every rule over the fixtures' day, so the findings query has rows too.
+    ch.credtrail_ok(&[
+        "detect",
+        "--since",
+        "2024-07-09T00:00:00Z",
+        "--until",
+        "2024-07-10T00:00:00Z",
+    ]);
     let inventory = repo_root().join("tests/inventory");
     ch.credtrail_ok(&[
         "inventory",
@@ -113,6 +121,23 @@ fn modern_ddl_and_every_shipped_query_agree_with_18_16() {
             ),
         ),
         (
+            "findings",
+            bind(
+                credtrail_query::SHIPPED_SQL
+                    .iter()
+                    .find(|(n, _)| *n == "findings")
+                    .unwrap()
+                    .1,
+                &[
+                    "1000000000".into(),
+                    "''".into(),
+                    "''".into(),
+                    "0".into(),
+                    "1000".into(),
+                ],
+            ),
+        ),
+        (
             "latest_snapshots",
             credtrail_ingest::alias::inventory::LATEST_SNAPSHOTS_SQL.to_owned(),
         ),
@@ -129,6 +154,23 @@ fn modern_ddl_and_every_shipped_query_agree_with_18_16() {
         queries.len(),
         "every shipped query is exercised here"
     );
+    // Every detection rule, over the fixtures' day; a rule may rightly find nothing there.
+    let window = (
+        "2024-07-09T00:00:00Z".parse().unwrap(),
+        "2024-07-10T00:00:00Z".parse().unwrap(),
+    );
+    let rules = credtrail_query::detect::rules().unwrap();
+    let rule_queries: Vec<(String, String)> = rules
+        .iter()
+        .map(|r| {
+            (
+                format!("rule {}", r.id),
+                r.render(window.0, window.1).unwrap(),
+            )
+        })
+        .collect();
+    let mut queries: Vec<(&str, String)> = queries;
+    queries.extend(rule_queries.iter().map(|(n, s)| (n.as_str(), s.clone())));
 
     let mut tables = Vec::new();
     for t in [
@@ -137,6 +179,7 @@ fn modern_ddl_and_every_shipped_query_agree_with_18_16() {
         "dead_letters",
         "inventory",
         "session_activity",
+        "findings",
     ] {
         let file = dir.path().join(format!("{t}.rowbinary"));
         std::fs::write(
@@ -165,9 +208,9 @@ fn modern_ddl_and_every_shipped_query_agree_with_18_16() {
         .collect();
     assert_eq!(
         statements.len(),
-        9,
+        10,
         "three tables, the change columns, the inventory table and its column on events, \
-         the session call table, the activity table and its view"
+         the session call table, the activity table and its view, the findings table"
     );
     let spec = json!({
         "ddl": statements,
@@ -194,7 +237,13 @@ fn modern_ddl_and_every_shipped_query_agree_with_18_16() {
         "chdb {version}"
     );
 
-    for t in ["events", "dedup_keys", "dead_letters", "inventory"] {
+    for t in [
+        "events",
+        "dedup_keys",
+        "dead_letters",
+        "inventory",
+        "findings",
+    ] {
         let legacy = ch.count(&format!("SELECT count() FROM {t}"));
         assert!(legacy > 0, "{t} has data");
         assert_eq!(
@@ -212,7 +261,10 @@ fn modern_ddl_and_every_shipped_query_agree_with_18_16() {
     );
     for (name, sql) in &queries {
         let mut legacy = rows(&ch, sql);
-        assert!(!legacy.is_empty(), "{name} returns rows on 18.16");
+        assert!(
+            !legacy.is_empty() || name.starts_with("rule "),
+            "{name} returns rows on 18.16"
+        );
         let mut modern_rows = modern["results"][*name]
             .as_array()
             .cloned()

@@ -5,6 +5,7 @@
 //! count twice). [`SHIPPED_SQL`] lists them so tests can run each on both server generations.
 //! [`render`] prints results as a table, JSON or CSV.
 
+pub mod detect;
 pub mod inventory;
 pub mod render;
 pub mod run;
@@ -15,6 +16,7 @@ pub const SHIPPED_SQL: &[(&str, &str)] = &[
     ("run_timeline", run::RUN_TIMELINE_SQL),
     ("inventory_at", inventory::INVENTORY_AT_SQL),
     ("session_activity", session::SESSION_ACTIVITY_SQL),
+    ("findings", detect::findings::FINDINGS_SQL),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,6 @@
 //! One file per subcommand, plus the configuration loading they share.
 
+pub mod detect;
 pub mod emit;
 pub mod ingest;
 pub mod inventory;

@@ -44,6 +44,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "session_activity",
         template: include_str!("../../../deploy/clickhouse/migrations/0004_session_activity.sql"),
     },
+    Migration {
+        version: 5,
+        name: "findings",
+        template: include_str!("../../../deploy/clickhouse/migrations/0005_findings.sql"),
+    },
 ];
 
 /// What the rendering needs besides capabilities.

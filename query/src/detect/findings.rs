@@ -1,0 +1,138 @@
+//! Reading findings back: `credtrail findings` and its stable JSON form.
+//!
+//! One object per finding: `finding_id`, `rule`, `severity`, `provider`, `organization`,
+//! `workspace`, `alias`, `run_id`, `first_seen`, `last_seen` (RFC 3339), `evidence` (source event
+//! ids), `summary`, `status` (`open`, `suppressed`, `resolved`). Fields are only ever added.
+
+use super::Severity;
+use crate::QueryError;
+use crate::render::{Format, Tabular, render};
+use chrono::{DateTime, SecondsFormat, Utc};
+use clickhouse::Row;
+use credtrail_ingest::store::Store;
+use serde::{Deserialize, Serialize};
+
+/// Findings last seen at or after `?`, optionally of one rule (`?`, empty for all), at or above
+/// a severity rank (`?`: 0 info … 4 critical), newest first, at most `?` rows.
+pub const FINDINGS_SQL: &str = "SELECT finding_id, rule_id AS rule, severity, provider, \
+     org_name AS organization, workspace_name AS workspace, alias_tag AS alias, run_id, \
+     toUnixTimestamp(first_seen) AS first_seen_unix, toUnixTimestamp(last_seen) AS last_seen_unix, \
+     evidence, summary, status \
+     FROM findings FINAL \
+     WHERE last_seen >= toDateTime(?) AND (? = '' OR rule_id = ?) \
+     AND indexOf(['info', 'low', 'medium', 'high', 'critical'], severity) - 1 >= ? \
+     ORDER BY last_seen DESC, rule, finding_id LIMIT ?";
+
+#[derive(Debug, Clone, PartialEq, Row, Deserialize)]
+struct Stored {
+    finding_id: String,
+    rule: String,
+    severity: String,
+    provider: String,
+    organization: String,
+    workspace: String,
+    alias: String,
+    run_id: String,
+    first_seen_unix: u32,
+    last_seen_unix: u32,
+    evidence: Vec<String>,
+    summary: String,
+    status: String,
+}
+
+/// A finding as the CLI and the API show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FindingView {
+    pub finding_id: String,
+    pub rule: String,
+    pub severity: String,
+    pub provider: String,
+    pub organization: String,
+    pub workspace: String,
+    pub alias: String,
+    pub run_id: String,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub evidence: Vec<String>,
+    pub summary: String,
+    pub status: String,
+}
+
+fn rfc3339(unix: u32) -> String {
+    DateTime::<Utc>::from_timestamp(i64::from(unix), 0)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+impl Tabular for FindingView {
+    fn headers() -> &'static [&'static str] {
+        &[
+            "last seen",
+            "severity",
+            "rule",
+            "workspace",
+            "alias",
+            "run",
+            "status",
+            "summary",
+        ]
+    }
+
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.last_seen.clone(),
+            self.severity.clone(),
+            self.rule.clone(),
+            format!("{}/{}", self.organization, self.workspace),
+            self.alias.clone(),
+            self.run_id.clone(),
+            self.status.clone(),
+            self.summary.clone(),
+        ]
+    }
+}
+
+/// Findings per the filters.
+pub async fn list(
+    store: &Store,
+    since: DateTime<Utc>,
+    rule: &str,
+    min_severity: Severity,
+    limit: u64,
+) -> Result<Vec<FindingView>, QueryError> {
+    let rows = store
+        .client()
+        .query(FINDINGS_SQL)
+        .bind(since.timestamp().max(0))
+        .bind(rule)
+        .bind(rule)
+        .bind(min_severity as i64)
+        .bind(limit)
+        .fetch_all::<Stored>()
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|s| FindingView {
+            finding_id: s.finding_id,
+            rule: s.rule,
+            severity: s.severity,
+            provider: s.provider,
+            organization: s.organization,
+            workspace: s.workspace,
+            alias: s.alias,
+            run_id: s.run_id,
+            first_seen: rfc3339(s.first_seen_unix),
+            last_seen: rfc3339(s.last_seen_unix),
+            evidence: s.evidence,
+            summary: s.summary,
+            status: s.status,
+        })
+        .collect())
+}
+
+pub fn print(rows: &[FindingView], format: Format) -> Result<String, QueryError> {
+    if format == Format::Table && rows.is_empty() {
+        return Ok("no findings\n".into());
+    }
+    render(rows, format)
+}

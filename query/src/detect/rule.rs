@@ -1,0 +1,159 @@
+//! A detection rule: one TOML data file (`query/rules/<id>/rule.toml`) with its metadata, its
+//! portable SQL and its own test cases, whose events sit beside it.
+//!
+//! The SQL reads `events FINAL` (and `inventory` where it needs configuration) for one event-time
+//! window and returns one row per finding with these columns, in any order:
+//! `finding_key` (what makes two hits the same finding), `provider`, `org_name`,
+//! `workspace_name`, `alias_tag`, `run_id`, `first_seen`, `last_seen` (DateTime),
+//! `evidence` (Array(String) of source event ids) and `summary`. Placeholders: `{start}` and
+//! `{end}` (the window, as `toDateTime(...)`), and `{name}` for each of the rule's `[params]`.
+//! The SQL must run on ClickHouse 18.16 and on modern servers (no CTEs, window functions or
+//! `JSONExtract`; tuples for `IN`).
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// Severity, lowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Severity> {
+        [
+            Severity::Info,
+            Severity::Low,
+            Severity::Medium,
+            Severity::High,
+            Severity::Critical,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+    }
+}
+
+/// One rule as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub id: String,
+    pub title: String,
+    /// The domain catalogue entry it implements (`D1`, ...).
+    pub catalogue: String,
+    pub severity: Severity,
+    /// For alert grouping: `token`, `privilege`, `trust`, `configuration`, `coverage`, ...
+    pub family: String,
+    pub description: String,
+    /// What the evidence ids point at.
+    pub evidence: String,
+    pub remediation: String,
+    #[serde(default)]
+    pub params: BTreeMap<String, i64>,
+    pub sql: String,
+    #[serde(default, rename = "test")]
+    pub tests: Vec<Case>,
+}
+
+/// A test case: events to replay (files beside the rule), a window, and the findings expected.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    pub name: String,
+    pub events: Vec<String>,
+    /// Declarative inventory files beside the rule, imported as valid since 2000-01-01.
+    #[serde(default)]
+    pub inventory: Vec<String>,
+    pub window: [DateTime<Utc>; 2],
+    pub expect: Vec<Expected>,
+}
+
+/// What a finding must say; empty strings must match empty fields.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expected {
+    pub workspace: String,
+    #[serde(default)]
+    pub alias: String,
+    #[serde(default)]
+    pub run: String,
+}
+
+impl Rule {
+    /// Parses and checks a rule file.
+    pub fn parse(text: &str) -> Result<Rule, String> {
+        let rule: Rule = toml::from_str(text).map_err(|e| e.to_string())?;
+        let valid_id = !rule.id.is_empty()
+            && rule
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !valid_id {
+            return Err(format!(
+                "rule id {:?}: lowercase letters, digits and dashes",
+                rule.id
+            ));
+        }
+        // Rendering checks the placeholders.
+        rule.render(DateTime::UNIX_EPOCH, DateTime::UNIX_EPOCH)
+            .map_err(|e| format!("{}: {e}", rule.id))?;
+        for column in [
+            "finding_key",
+            "provider",
+            "org_name",
+            "workspace_name",
+            "alias_tag",
+            "run_id",
+            "first_seen",
+            "last_seen",
+            "evidence",
+            "summary",
+        ] {
+            if !rule.sql.contains(column) {
+                return Err(format!("{}: the SQL returns no `{column}`", rule.id));
+            }
+        }
+        Ok(rule)
+    }
+
+    /// The SQL for one window, placeholders replaced by literals (numbers only, so nothing from
+    /// outside the rule file reaches the text).
+    pub fn render(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<String, String> {
+        let mut sql = self.sql.clone();
+        let mut values: Vec<(String, String)> = vec![
+            (
+                "start".into(),
+                format!("toDateTime({})", start.timestamp().max(0)),
+            ),
+            (
+                "end".into(),
+                format!("toDateTime({})", end.timestamp().max(0)),
+            ),
+        ];
+        values.extend(self.params.iter().map(|(k, v)| (k.clone(), v.to_string())));
+        for (name, value) in values {
+            sql = sql.replace(&format!("{{{name}}}"), &value);
+        }
+        if let Some(i) = sql.find('{') {
+            let rest: String = sql[i..].chars().take(30).collect();
+            return Err(format!("unknown placeholder at {rest:?}"));
+        }
+        Ok(sql)
+    }
+}

@@ -1,0 +1,100 @@
+//! `credtrail detect` (evaluate the rules over a window and store findings) and
+//! `credtrail findings` (read them).
+
+use super::{load_config, open_store};
+use anyhow::bail;
+use chrono::{DateTime, Duration, Utc};
+use credtrail_query::detect::{self, Severity, engine, findings};
+use credtrail_query::render::Format;
+use std::path::Path;
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct DetectArgs {
+    /// Window start (event time) [default: 24 hours before --until].
+    #[arg(long)]
+    since: Option<DateTime<Utc>>,
+    /// Window end, excluded [default: now].
+    #[arg(long)]
+    until: Option<DateTime<Utc>>,
+    /// Only this rule (repeatable) [default: every rule].
+    #[arg(long = "rule")]
+    rules: Vec<String>,
+    /// List the rules and exit.
+    #[arg(long)]
+    list: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FindingsArgs {
+    /// Findings last seen at or after this time [default: 7 days ago].
+    #[arg(long)]
+    since: Option<DateTime<Utc>>,
+    /// Only this rule.
+    #[arg(long)]
+    rule: Option<String>,
+    /// At least this severity: info, low, medium, high, critical.
+    #[arg(long, default_value = "info")]
+    severity: String,
+    /// Output format: table, json or csv.
+    #[arg(long, default_value = "table")]
+    format: Format,
+    /// At most this many findings.
+    #[arg(long, default_value_t = 1000)]
+    limit: u64,
+}
+
+pub async fn detect(config: Option<&Path>, args: DetectArgs) -> anyhow::Result<ExitCode> {
+    let all = detect::rules().map_err(anyhow::Error::msg)?;
+    if args.list {
+        for r in &all {
+            println!(
+                "{:<32} {:<4} {:<9} {}",
+                r.id,
+                r.catalogue,
+                r.severity.as_str(),
+                r.title
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    for wanted in &args.rules {
+        if !all.iter().any(|r| &r.id == wanted) {
+            bail!("unknown rule {wanted:?} (see `credtrail detect --list`)");
+        }
+    }
+    let rules: Vec<_> = all
+        .into_iter()
+        .filter(|r| args.rules.is_empty() || args.rules.contains(&r.id))
+        .collect();
+    let until = args.until.unwrap_or_else(Utc::now);
+    let since = args.since.unwrap_or(until - Duration::hours(24));
+    let config = load_config(config)?;
+    let store = open_store(&config)?;
+    for e in engine::evaluate(&store, &rules, since, until).await? {
+        println!("{:<32} {} finding(s), {} new", e.rule_id, e.findings, e.new);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn findings(config: Option<&Path>, args: FindingsArgs) -> anyhow::Result<ExitCode> {
+    let Some(severity) = Severity::parse(&args.severity) else {
+        bail!(
+            "unknown severity {:?} (info, low, medium, high, critical)",
+            args.severity
+        );
+    };
+    let config = load_config(config)?;
+    let store = open_store(&config)?;
+    let since = args.since.unwrap_or_else(|| Utc::now() - Duration::days(7));
+    let rows = findings::list(
+        &store,
+        since,
+        args.rule.as_deref().unwrap_or(""),
+        severity,
+        args.limit,
+    )
+    .await?;
+    print!("{}", findings::print(&rows, args.format)?);
+    Ok(ExitCode::SUCCESS)
+}
