@@ -37,6 +37,18 @@ pub const RULE_FILES: &[(&str, &str)] = &[
         "unexpected-client",
         include_str!("../../rules/unexpected-client/rule.toml"),
     ),
+    (
+        "plan-token-write-principal",
+        include_str!("../../rules/plan-token-write-principal/rule.toml"),
+    ),
+    (
+        "cross-account-alias",
+        include_str!("../../rules/cross-account-alias/rule.toml"),
+    ),
+    (
+        "module-test-token-misuse",
+        include_str!("../../rules/module-test-token-misuse/rule.toml"),
+    ),
 ];
 
 /// The shipped rules, parsed and checked.
