@@ -49,6 +49,18 @@ pub const RULE_FILES: &[(&str, &str)] = &[
         "module-test-token-misuse",
         include_str!("../../rules/module-test-token-misuse/rule.toml"),
     ),
+    (
+        "token-overuse",
+        include_str!("../../rules/token-overuse/rule.toml"),
+    ),
+    (
+        "exchange-after-expiry",
+        include_str!("../../rules/exchange-after-expiry/rule.toml"),
+    ),
+    (
+        "workspace-rename-drift",
+        include_str!("../../rules/workspace-rename-drift/rule.toml"),
+    ),
 ];
 
 /// The shipped rules, parsed and checked.
