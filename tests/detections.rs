@@ -114,3 +114,58 @@ fn every_rule_finds_its_positives_and_nothing_in_its_negatives() {
     }
     assert!(checked >= 2 * rules.len());
 }
+
+#[test]
+fn suppressions_mark_findings_until_they_expire() {
+    let ch = ClickHouse::start();
+    ch.migrate();
+    let dir = repo_root().join("query/rules/unexpected-client");
+    ch.credtrail_ok(&["replay", dir.join("scripted.ndjson").to_str().unwrap()]);
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("suppressions.toml");
+    let detect = |file: &std::path::Path| {
+        let out = ch.credtrail_with(
+            &[
+                "detect",
+                "--since",
+                "2024-07-09T00:00:00Z",
+                "--until",
+                "2024-07-10T00:00:00Z",
+                "--rule",
+                "unexpected-client",
+            ],
+            &[("CREDTRAIL_DETECT_SUPPRESSIONS_FILE", file.to_str().unwrap())],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let statuses = || {
+        ch.query("SELECT status, status_reason FROM findings FINAL ORDER BY status, status_reason")
+    };
+    std::fs::write(
+        &file,
+        "[[suppress]]\nrule = \"unexpected-client\"\nworkspace = \"network-*\"\n\
+         principal = \"arn:aws:iam::111122223333:role/tfc-network-prod-*\"\n\
+         reason = \"break-glass drill SEC-42\"\nexpires = \"2099-01-01T00:00:00Z\"\n",
+    )
+    .unwrap();
+    let out = detect(&file);
+    assert!(out.contains("2 finding(s), 2 new, 2 suppressed"), "{out}");
+    assert_eq!(
+        statuses(),
+        "suppressed\tbreak-glass drill SEC-42 (until 2099-01-01T00:00:00+00:00)\n".repeat(2)
+    );
+    // Expired: the same findings are open again, not new ones.
+    std::fs::write(
+        &file,
+        "[[suppress]]\nrule = \"*\"\nreason = \"old\"\nexpires = \"2020-01-01T00:00:00Z\"\n",
+    )
+    .unwrap();
+    let out = detect(&file);
+    assert!(out.contains("2 finding(s), 0 new, 0 suppressed"), "{out}");
+    assert_eq!(statuses(), "open\t\n".repeat(2));
+}

@@ -23,6 +23,13 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub alias: AliasConfig,
     pub cloudtrail: CloudTrailConfig,
+    pub detect: DetectConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DetectConfig {
+    pub suppressions_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -351,6 +358,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "Aggregate the API calls made with runs' AWS sessions (`terraform-run-*`) per session into `session_activity` (else they are ignored).",
     ),
     (
+        "detect.suppressions_file",
+        "TOML file of suppressions (rule, workspace/alias/principal globs, reason, optional expiry) applied when findings are evaluated.",
+    ),
+    (
         "alias.refresh_secs",
         "How often `credtrail ingest` reloads the alias inventory that attribution uses, in seconds.",
     ),
@@ -505,6 +516,14 @@ impl Config {
             }
         }
         e.extend(self.kafka.semantic_errors());
+        if let Some(f) = &self.detect.suppressions_file
+            && !f.is_file()
+        {
+            e.push(err(
+                "detect.suppressions_file",
+                format!("{} is not a readable file", f.display()),
+            ));
+        }
         if self.alias.refresh_secs == 0 {
             e.push(err("alias.refresh_secs", "must be at least 1"));
         }

@@ -2,8 +2,9 @@
 //! `credtrail findings` (read them).
 
 use super::{load_config, open_store};
-use anyhow::bail;
+use anyhow::{Context, bail};
 use chrono::{DateTime, Duration, Utc};
+use credtrail_query::detect::suppress::Suppressions;
 use credtrail_query::detect::{self, Severity, engine, findings};
 use credtrail_query::render::Format;
 use std::path::Path;
@@ -70,9 +71,22 @@ pub async fn detect(config: Option<&Path>, args: DetectArgs) -> anyhow::Result<E
     let until = args.until.unwrap_or_else(Utc::now);
     let since = args.since.unwrap_or(until - Duration::hours(24));
     let config = load_config(config)?;
+    let suppressions = match &config.detect.suppressions_file {
+        None => Suppressions::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Suppressions::parse(&text)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| path.display().to_string())?
+        }
+    };
     let store = open_store(&config)?;
-    for e in engine::evaluate(&store, &rules, since, until).await? {
-        println!("{:<32} {} finding(s), {} new", e.rule_id, e.findings, e.new);
+    for e in engine::evaluate(&store, &rules, since, until, &suppressions).await? {
+        println!(
+            "{:<32} {} finding(s), {} new, {} suppressed",
+            e.rule_id, e.findings, e.new, e.suppressed
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -15,6 +15,7 @@ CREATE TABLE IF NOT EXISTS findings
     workspace_name {{ lc }},
     alias_tag {{ lc }},
     run_id String,
+    principal String,
     first_seen DateTime('UTC'),
     last_seen DateTime('UTC'),
     evidence Array(String),

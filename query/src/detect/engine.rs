@@ -6,6 +6,7 @@
 //! (`suppressed`, `resolved`) and the first detection time survive re-evaluation.
 
 use super::rule::Rule;
+use super::suppress::Suppressions;
 use crate::QueryError;
 use chrono::{DateTime, Utc};
 use clickhouse::Row;
@@ -23,6 +24,7 @@ pub struct Hit {
     pub workspace_name: String,
     pub alias_tag: String,
     pub run_id: String,
+    pub principal: String,
     #[serde(with = "clickhouse::serde::chrono::datetime")]
     pub first_seen: DateTime<Utc>,
     #[serde(with = "clickhouse::serde::chrono::datetime")]
@@ -42,6 +44,7 @@ pub struct Finding {
     pub workspace_name: String,
     pub alias_tag: String,
     pub run_id: String,
+    pub principal: String,
     #[serde(with = "clickhouse::serde::chrono::datetime")]
     pub first_seen: DateTime<Utc>,
     #[serde(with = "clickhouse::serde::chrono::datetime")]
@@ -85,6 +88,7 @@ pub struct Evaluation {
     pub rule_id: String,
     pub findings: usize,
     pub new: usize,
+    pub suppressed: usize,
 }
 
 /// Evaluates rules over `[start, end)` and stores their findings.
@@ -93,6 +97,7 @@ pub async fn evaluate(
     rules: &[Rule],
     start: DateTime<Utc>,
     end: DateTime<Utc>,
+    suppressions: &Suppressions,
 ) -> Result<Vec<Evaluation>, QueryError> {
     let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap_or_else(Utc::now);
     let mut out = Vec::new();
@@ -106,16 +111,25 @@ pub async fn evaluate(
         let known = known_states(store, &ids).await?;
         let mut insert = store.client().insert::<Finding>("findings").await?;
         let mut new = 0;
+        let mut suppressed = 0;
         for mut f in found.iter().cloned() {
-            match known.get(&f.finding_id) {
-                Some(k) => {
-                    f.detected_at = k.detected_at;
-                    if k.status != "open" {
-                        f.status = k.status.clone();
-                        f.status_reason = k.status_reason.clone();
-                    }
-                }
+            let known = known.get(&f.finding_id);
+            match known {
+                Some(k) => f.detected_at = k.detected_at,
                 None => new += 1,
+            }
+            // A suppression in force wins; a resolution someone recorded stays; else open (an
+            // expired suppression reopens its finding).
+            if let Some(s) = suppressions.matching(&f, now) {
+                f.status = "suppressed".into();
+                f.status_reason = match s.expires {
+                    Some(until) => format!("{} (until {})", s.reason, until.to_rfc3339()),
+                    None => s.reason.clone(),
+                };
+                suppressed += 1;
+            } else if let Some(k) = known.filter(|k| k.status == "resolved") {
+                f.status = k.status.clone();
+                f.status_reason = k.status_reason.clone();
             }
             insert.write(&f).await?;
         }
@@ -124,6 +138,7 @@ pub async fn evaluate(
             rule_id: rule.id.clone(),
             findings: found.len(),
             new,
+            suppressed,
         });
     }
     Ok(out)
@@ -141,6 +156,7 @@ fn finding(rule: &Rule, mut hit: Hit, now: DateTime<Utc>) -> Finding {
         workspace_name: hit.workspace_name,
         alias_tag: hit.alias_tag,
         run_id: hit.run_id,
+        principal: hit.principal,
         first_seen: hit.first_seen,
         last_seen: hit.last_seen,
         evidence: hit.evidence,

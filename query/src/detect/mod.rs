@@ -2,11 +2,13 @@
 //! evaluated over event-time windows into findings.
 //!
 //! [`rule`] is the file format, [`RULE_FILES`] the rules compiled into the binary, [`engine`]
-//! runs them and stores findings with deterministic ids, [`findings`] reads them back.
+//! runs them and stores findings with deterministic ids, [`suppress`] marks accepted ones,
+//! [`findings`] reads them back.
 
 pub mod engine;
 pub mod findings;
 pub mod rule;
+pub mod suppress;
 
 pub use rule::{Rule, Severity};
 

@@ -4,8 +4,9 @@
 //! The SQL reads `events FINAL` (and `inventory` where it needs configuration) for one event-time
 //! window and returns one row per finding with these columns, in any order:
 //! `finding_key` (what makes two hits the same finding), `provider`, `org_name`,
-//! `workspace_name`, `alias_tag`, `run_id`, `first_seen`, `last_seen` (DateTime),
-//! `evidence` (Array(String) of source event ids) and `summary`. Placeholders: `{start}` and
+//! `workspace_name`, `alias_tag`, `run_id`, `principal` (what the finding is about: a role, a
+//! service account, a variable), `first_seen`, `last_seen` (DateTime), `evidence`
+//! (Array(String) of source event ids) and `summary`, in this order. Placeholders: `{start}` and
 //! `{end}` (the window, as `toDateTime(...)`), and `{name}` for each of the rule's `[params]`.
 //! The SQL must run on ClickHouse 18.16 and on modern servers (no CTEs, window functions or
 //! `JSONExtract`; tuples for `IN`).
@@ -120,6 +121,7 @@ impl Rule {
             "workspace_name",
             "alias_tag",
             "run_id",
+            "principal",
             "first_seen",
             "last_seen",
             "evidence",
