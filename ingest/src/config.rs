@@ -816,6 +816,9 @@ mod tests {
                 sasl_password_file: Some("s".into()),
                 ..Default::default()
             },
+            detect: DetectConfig {
+                suppressions_file: Some("f".into()),
+            },
             ..Default::default()
         })
         .unwrap();
