@@ -83,7 +83,11 @@ impl Tabular for FindingView {
             self.last_seen.clone(),
             self.severity.clone(),
             self.rule.clone(),
-            format!("{}/{}", self.organization, self.workspace),
+            if self.workspace.is_empty() {
+                "-".into()
+            } else {
+                format!("{}/{}", self.organization, self.workspace)
+            },
             self.alias.clone(),
             self.run_id.clone(),
             self.status.clone(),
