@@ -63,6 +63,10 @@ pub const RULE_FILES: &[(&str, &str)] = &[
         "workspace-rename-drift",
         include_str!("../../rules/workspace-rename-drift/rule.toml"),
     ),
+    (
+        "alias-default-fallback",
+        include_str!("../../rules/alias-default-fallback/rule.toml"),
+    ),
 ];
 
 /// The shipped rules, parsed and checked.
