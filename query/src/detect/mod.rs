@@ -67,6 +67,18 @@ pub const RULE_FILES: &[(&str, &str)] = &[
         "alias-default-fallback",
         include_str!("../../rules/alias-default-fallback/rule.toml"),
     ),
+    (
+        "first-seen-principal",
+        include_str!("../../rules/first-seen-principal/rule.toml"),
+    ),
+    (
+        "unexpected-workspace",
+        include_str!("../../rules/unexpected-workspace/rule.toml"),
+    ),
+    (
+        "coverage-gap",
+        include_str!("../../rules/coverage-gap/rule.toml"),
+    ),
 ];
 
 /// The shipped rules, parsed and checked.
