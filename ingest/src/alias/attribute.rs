@@ -86,8 +86,9 @@ impl History {
 /// The inventory indexed for attribution.
 #[derive(Debug, Default)]
 pub struct Attributor {
-    /// (org, workspace name) -> history
-    workspaces: HashMap<(String, String), History>,
+    /// org -> workspace name -> history (nested so that lookups borrow the row's names: this
+    /// runs for every event)
+    workspaces: HashMap<String, HashMap<String, History>>,
     /// workspace id -> (org, workspace name)
     ids: HashMap<String, (String, String)>,
     earliest: Option<DateTime<Utc>>,
@@ -109,11 +110,16 @@ impl Attributor {
                 me.earliest
                     .map_or(row.valid_from, |e| e.min(row.valid_from)),
             );
-            let key = (row.org_name.clone(), row.workspace_name.clone());
             if !row.workspace_id.is_empty() {
-                me.ids.insert(row.workspace_id.clone(), key.clone());
+                let key = (row.org_name.clone(), row.workspace_name.clone());
+                me.ids.insert(row.workspace_id.clone(), key);
             }
-            let history = me.workspaces.entry(key).or_default();
+            let history = me
+                .workspaces
+                .entry(row.org_name.clone())
+                .or_default()
+                .entry(row.workspace_name.clone())
+                .or_default();
             let from = row.valid_from;
             match history.snapshots.last_mut() {
                 Some((last, rows)) if *last == from => rows.push(Config::new(row)),
@@ -154,11 +160,11 @@ impl Attributor {
         if self.earliest.is_none_or(|e| e > t) {
             return (String::new(), Match::NoInventory);
         }
-        let workspace = if !row.workspace_name.is_empty() {
-            Some((row.org_name.to_string(), row.workspace_name.to_string()))
+        let workspace: Option<(&str, &str)> = if !row.workspace_name.is_empty() {
+            Some((&row.org_name, &row.workspace_name))
         } else if !row.workspace_id.is_empty() {
             match self.ids.get(row.workspace_id.as_str()) {
-                Some(key) => Some(key.clone()),
+                Some((org, ws)) => Some((org, ws)),
                 None => return (String::new(), Match::UnknownWorkspace),
             }
         } else {
@@ -176,14 +182,18 @@ impl Attributor {
         if workspace.is_none() && principal.is_empty() && audience.is_empty() {
             return (String::new(), Match::NoEvidence);
         }
-        let configurations: Vec<&Config> = match &workspace {
-            Some(key) => match self.workspaces.get(key).and_then(|h| h.at(t)) {
-                Some(configs) => configs.iter().collect(),
-                None => return (String::new(), Match::UnknownWorkspace),
-            },
+        let configurations: Vec<&Config> = match workspace {
+            Some((org, ws)) => {
+                let history = self.workspaces.get(org).and_then(|w| w.get(ws));
+                match history.and_then(|h| h.at(t)) {
+                    Some(configs) => configs.iter().collect(),
+                    None => return (String::new(), Match::UnknownWorkspace),
+                }
+            }
             None => self
                 .workspaces
                 .values()
+                .flat_map(HashMap::values)
                 .filter_map(|h| h.at(t))
                 .flatten()
                 .collect(),

@@ -21,12 +21,6 @@ pub struct Attribution {
 }
 
 impl Attribution {
-    /// Sets `alias_tag` and `alias_match` of a freshly normalized row.
-    pub fn attribute(&self, row: &mut crate::model::EventRow) {
-        let current = Arc::clone(&self.current.read().expect("attribution lock"));
-        current.attribute(row);
-    }
-
     /// The attributor in use now.
     pub fn current(&self) -> Arc<Attributor> {
         Arc::clone(&self.current.read().expect("attribution lock"))

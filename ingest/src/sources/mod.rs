@@ -8,6 +8,7 @@ pub mod kafka;
 pub mod replay;
 
 use crate::alias::Attribution;
+use crate::alias::attribute::Attributor;
 use crate::formats::framing::{Framer, Piece, decompressing, decompressing_bytes};
 use crate::formats::otlp;
 use crate::metrics::Metrics;
@@ -103,14 +104,24 @@ impl Intake {
 }
 
 /// A batch being filled from pieces, with its tally and the rejected records' reasons.
-#[derive(Default)]
 struct Filling {
     batch: Batch,
     tally: Tally,
     errors: Vec<RecordError>,
+    /// The inventory as of the start of this input: taken once, not per record.
+    attributor: Arc<Attributor>,
 }
 
 impl Filling {
+    fn new(intake: &Intake) -> Filling {
+        Filling {
+            batch: Batch::default(),
+            tally: Tally::default(),
+            errors: Vec::new(),
+            attributor: intake.attribution.current(),
+        }
+    }
+
     /// Normalizes one piece into the batch.
     fn add(
         &mut self,
@@ -125,7 +136,7 @@ impl Filling {
         self.tally.records += 1;
         match intake.normalizer.piece(choice, origin, piece, now) {
             Outcome::Event(mut row) => {
-                intake.attribution.attribute(&mut row);
+                self.attributor.attribute(&mut row);
                 metrics
                     .records
                     .with_label_values(&[&row.source, "event"])
@@ -174,7 +185,7 @@ impl Intake {
         origin: &str,
     ) -> (Batch, Tally, Vec<RecordError>) {
         let now = chrono::Utc::now();
-        let mut filling = Filling::default();
+        let mut filling = Filling::new(self);
         for log in otlp::pieces(request, self.max_record_bytes) {
             let choice = log.named.map_or(SourceChoice::Auto, SourceChoice::Known);
             filling.add(self, choice, origin, log.piece, now);
@@ -192,7 +203,7 @@ fn frame_input(
     mut emit: impl FnMut(Batch, Tally, Vec<RecordError>, u64),
 ) -> std::io::Result<()> {
     let mut framer = Framer::new(reader, intake.max_record_bytes);
-    let mut filling = Filling::default();
+    let mut filling = Filling::new(intake);
     let mut last_bytes = 0u64;
     let now = chrono::Utc::now();
     while let Some(piece) = framer.next() {
@@ -200,7 +211,7 @@ fn frame_input(
         if filling.batch.rows() >= batch_rows {
             let bytes = framer.bytes_read - last_bytes;
             last_bytes = framer.bytes_read;
-            let full = std::mem::take(&mut filling);
+            let full = std::mem::replace(&mut filling, Filling::new(intake));
             emit(full.batch, full.tally, full.errors, bytes);
         }
     }
