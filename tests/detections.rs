@@ -22,8 +22,14 @@ fn reset(ch: &ClickHouse) {
 fn every_rule_finds_its_positives_and_nothing_in_its_negatives() {
     let ch = ClickHouse::start();
     let rules = detect::rules().unwrap();
+    // CREDTRAIL_RULES=a,b narrows the run while writing a rule.
+    let only = std::env::var("CREDTRAIL_RULES").unwrap_or_default();
+    let only: Vec<&str> = only.split(',').filter(|s| !s.is_empty()).collect();
     let mut checked = 0;
     for rule in &rules {
+        if !only.is_empty() && !only.contains(&rule.id.as_str()) {
+            continue;
+        }
         let dir = repo_root().join("query/rules").join(&rule.id);
         for case in &rule.tests {
             reset(&ch);
@@ -112,7 +118,9 @@ fn every_rule_finds_its_positives_and_nothing_in_its_negatives() {
             checked += 1;
         }
     }
-    assert!(checked >= 2 * rules.len());
+    if only.is_empty() {
+        assert!(checked >= 2 * rules.len());
+    }
 }
 
 #[test]

@@ -79,6 +79,10 @@ pub const RULE_FILES: &[(&str, &str)] = &[
         "coverage-gap",
         include_str!("../../rules/coverage-gap/rule.toml"),
     ),
+    (
+        "failure-spike",
+        include_str!("../../rules/failure-spike/rule.toml"),
+    ),
 ];
 
 /// The shipped rules, parsed and checked.
