@@ -29,8 +29,10 @@ struct Cli {
 enum Command {
     /// Create the database and apply schema migrations (idempotent).
     Migrate(cmd::migrate::Args),
-    /// Run the collectors (HTTP) and the ClickHouse sink until interrupted.
+    /// Run the collectors (HTTP, Kafka when configured) and the ClickHouse sink until interrupted.
     Ingest(cmd::ingest::Args),
+    /// `ingest` plus the detection rules evaluated on a schedule, findings in `/metrics`.
+    Serve(cmd::ingest::Args),
     /// Replay files (CloudTrail S3 files, NDJSON, issuance spools; gzip or not) into ClickHouse.
     Replay(cmd::replay::Args),
     /// Forensic queries.
@@ -38,7 +40,7 @@ enum Command {
     Query(cmd::query::Query),
     /// Evaluate the detection rules over an event-time window and store their findings.
     Detect(cmd::detect::DetectArgs),
-    /// List findings (`--format json` is the stable, documented form).
+    /// List findings (`--format json` is the stable, documented form), or resolve and reopen them.
     Findings(cmd::detect::FindingsArgs),
     /// The alias inventory: which configurations each workspace has.
     #[command(subcommand)]
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
                 match command {
                     Command::Migrate(args) => cmd::migrate::run(config, args).await,
                     Command::Ingest(args) => cmd::ingest::run(config, args).await,
+                    Command::Serve(_) => cmd::ingest::collect(config, true).await,
                     Command::Replay(args) => cmd::replay::run(config, args).await,
                     Command::Query(q) => cmd::query::run(config, q).await,
                     Command::Inventory(i) => cmd::inventory::run(config, i).await,

@@ -177,3 +177,64 @@ fn suppressions_mark_findings_until_they_expire() {
     assert!(out.contains("2 finding(s), 0 new, 0 suppressed"), "{out}");
     assert_eq!(statuses(), "open\t\n".repeat(2));
 }
+
+#[test]
+fn resolved_findings_stay_resolved_until_later_evidence_reopens_them() {
+    let ch = ClickHouse::start();
+    ch.migrate();
+    let dir = repo_root().join("query/rules/token-overuse");
+    let burst = dir.join("burst.ndjson");
+    ch.credtrail_ok(&["replay", burst.to_str().unwrap()]);
+    let detect = || {
+        ch.credtrail_ok(&[
+            "detect",
+            "--since",
+            "2024-07-09T00:00:00Z",
+            "--until",
+            "2024-07-10T00:00:00Z",
+            "--rule",
+            "token-overuse",
+        ])
+    };
+    let out = detect();
+    assert!(out.contains("1 finding(s), 1 new"), "{out}");
+    let id = ch.query("SELECT finding_id FROM findings FINAL");
+    let id = id.trim();
+    let out = ch.credtrail_ok(&["findings", "resolve", id, "--reason", "drill INC-7"]);
+    assert_eq!(out.trim(), format!("{id} resolved"));
+    let unknown = ch.credtrail(&["findings", "resolve", "feedface", "--reason", "x"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no finding with id feedface"));
+
+    // The same evidence judged again: still resolved, one finding.
+    detect();
+    let status = || ch.query("SELECT status, status_reason FROM findings FINAL");
+    assert_eq!(status(), "resolved\tdrill INC-7\n");
+
+    // One more exchange of the same run phase, later than anything resolved: open again.
+    let text = std::fs::read_to_string(&burst).unwrap();
+    let mut late: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    late["eventID"] = "9e0c3a11-late-4000-8000-000000000001".into();
+    late["eventTime"] = "2024-07-09T10:30:00Z".into();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("late.ndjson");
+    std::fs::write(&file, format!("{late}\n")).unwrap();
+    ch.credtrail_ok(&["replay", file.to_str().unwrap()]);
+    detect();
+    assert_eq!(
+        status(),
+        format!("open\t{}\n", detect::engine::REOPENED),
+        "later evidence reopens"
+    );
+    let evidence = ch.count("SELECT length(evidence) FROM findings FINAL");
+    assert_eq!(
+        evidence as usize,
+        text.lines().count() + 1,
+        "the evidence is merged, not replaced"
+    );
+    assert_eq!(ch.count("SELECT count() FROM findings FINAL"), 1);
+    // Reopen/resolve by hand round-trips.
+    ch.credtrail_ok(&["findings", "resolve", id, "--reason", "fixed"]);
+    ch.credtrail_ok(&["findings", "reopen", id, "--reason", "not fixed"]);
+    assert_eq!(status(), "open\tnot fixed\n");
+}

@@ -23,6 +23,14 @@ fn chdb_python() -> PathBuf {
 }
 
 /// Substitutes `?` placeholders with SQL literals, in order, as the client's `bind` does.
+fn shipped(name: &str) -> &'static str {
+    credtrail_query::SHIPPED_SQL
+        .iter()
+        .find(|(n, _)| *n == name)
+        .unwrap_or_else(|| panic!("no shipped query {name}"))
+        .1
+}
+
 fn bind(sql: &str, literals: &[String]) -> String {
     let mut parts = sql.split('?');
     let mut out = parts.next().unwrap_or("").to_owned();
@@ -83,37 +91,28 @@ fn modern_ddl_and_every_shipped_query_agree_with_18_16() {
     // Shipped SQL with binds drawn from the data.
     let keys = ch.query("SELECT dedup_key FROM dedup_keys ORDER BY dedup_key LIMIT 3");
     let keys: Vec<&str> = keys.lines().collect();
+    let ids = ch.query("SELECT finding_id FROM findings ORDER BY finding_id LIMIT 3");
+    let mut finding_ids: Vec<String> = ids.lines().map(|id| format!("'{id}'")).collect();
+    finding_ids.push("'0000'".into());
     let queries: Vec<(&str, String)> = vec![
         (
             "run_timeline",
             bind(
-                credtrail_query::SHIPPED_SQL
-                    .iter()
-                    .find(|(n, _)| *n == "run_timeline")
-                    .unwrap()
-                    .1,
+                shipped("run_timeline"),
                 &["'run-LMCK4SSiBfR6Y6rb'".into(), "100".into()],
             ),
         ),
         (
             "inventory_at",
             bind(
-                credtrail_query::SHIPPED_SQL
-                    .iter()
-                    .find(|(n, _)| *n == "inventory_at")
-                    .unwrap()
-                    .1,
+                shipped("inventory_at"),
                 &["1720483200".into(), "''".into(), "''".into()],
             ),
         ),
         (
             "session_activity",
             bind(
-                credtrail_query::SHIPPED_SQL
-                    .iter()
-                    .find(|(n, _)| *n == "session_activity")
-                    .unwrap()
-                    .1,
+                shipped("session_activity"),
                 &[
                     "'ASIAQPLANDEFAULT0001'".into(),
                     "'ASIAQPLANDEFAULT0001'".into(),
@@ -123,17 +122,35 @@ fn modern_ddl_and_every_shipped_query_agree_with_18_16() {
         (
             "findings",
             bind(
-                credtrail_query::SHIPPED_SQL
-                    .iter()
-                    .find(|(n, _)| *n == "findings")
-                    .unwrap()
-                    .1,
+                shipped("findings"),
                 &[
                     "1000000000".into(),
                     "''".into(),
                     "''".into(),
                     "0".into(),
                     "1000".into(),
+                ],
+            ),
+        ),
+        ("open_findings", shipped("open_findings").to_owned()),
+        (
+            "known_findings",
+            bind(
+                shipped("known_findings"),
+                &[format!("[{}]", finding_ids.join(", "))],
+            ),
+        ),
+        (
+            "detect_arrivals",
+            bind(
+                shipped("detect_arrivals"),
+                &[
+                    "1720000000".into(),
+                    "1720000000".into(),
+                    "1720000000".into(),
+                    "1000000000".into(),
+                    "0".into(),
+                    "4000000000".into(),
                 ],
             ),
         ),

@@ -24,12 +24,52 @@ pub struct Config {
     pub alias: AliasConfig,
     pub cloudtrail: CloudTrailConfig,
     pub detect: DetectConfig,
+    pub metrics: MetricsConfig,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct DetectConfig {
     pub suppressions_file: Option<PathBuf>,
+    pub enabled: bool,
+    pub interval_secs: u64,
+    pub window_secs: u64,
+    pub max_lateness_secs: u64,
+    pub future_skew_secs: u64,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        DetectConfig {
+            suppressions_file: None,
+            enabled: true,
+            interval_secs: 30,
+            window_secs: 6 * 3600,
+            max_lateness_secs: 7 * 86400,
+            future_skew_secs: 300,
+        }
+    }
+}
+
+/// Label bounds of the exchange series: values past a cap are counted as `other`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub max_aliases: usize,
+    pub max_error_codes: usize,
+    pub workspace_labels: bool,
+    pub max_workspaces: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            max_aliases: 50,
+            max_error_codes: 50,
+            workspace_labels: false,
+            max_workspaces: 100,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -362,6 +402,42 @@ pub const KEYS: &[(&str, &str)] = &[
         "TOML file of suppressions (rule, workspace/alias/principal globs, reason, optional expiry) applied when findings are evaluated.",
     ),
     (
+        "detect.enabled",
+        "Whether `credtrail serve` evaluates the rules on a schedule (run it on one instance of a group).",
+    ),
+    (
+        "detect.interval_secs",
+        "How often `credtrail serve` evaluates the rules, in seconds.",
+    ),
+    (
+        "detect.window_secs",
+        "Each scheduled evaluation judges the events of the last this many seconds (event time).",
+    ),
+    (
+        "detect.max_lateness_secs",
+        "Events that arrive late are judged again if their event time is at most this old; older arrivals are counted in `credtrail_detect_late_events_skipped_total`.",
+    ),
+    (
+        "detect.future_skew_secs",
+        "Event times up to this far in the future (clock skew) are inside the current window.",
+    ),
+    (
+        "metrics.max_aliases",
+        "Distinct `alias` label values on the exchange series; later ones are counted as `other`.",
+    ),
+    (
+        "metrics.max_error_codes",
+        "Distinct `error_code` label values on the exchange series; later ones are counted as `other`.",
+    ),
+    (
+        "metrics.workspace_labels",
+        "Add a `workspace` label to the exchange series (off: workspaces live in ClickHouse).",
+    ),
+    (
+        "metrics.max_workspaces",
+        "With `metrics.workspace_labels`, distinct workspace values before `other`.",
+    ),
+    (
         "alias.refresh_secs",
         "How often `credtrail ingest` reloads the alias inventory that attribution uses, in seconds.",
     ),
@@ -516,6 +592,28 @@ impl Config {
             }
         }
         e.extend(self.kafka.semantic_errors());
+        let d = &self.detect;
+        if d.interval_secs == 0 {
+            e.push(err("detect.interval_secs", "must be at least 1"));
+        }
+        if d.window_secs < 60 {
+            e.push(err("detect.window_secs", "must be at least 60"));
+        }
+        if d.max_lateness_secs < d.window_secs {
+            e.push(err(
+                "detect.max_lateness_secs",
+                "must be at least detect.window_secs",
+            ));
+        }
+        for (key, cap) in [
+            ("metrics.max_aliases", self.metrics.max_aliases),
+            ("metrics.max_error_codes", self.metrics.max_error_codes),
+            ("metrics.max_workspaces", self.metrics.max_workspaces),
+        ] {
+            if !(1..=10_000).contains(&cap) {
+                e.push(err(key, "must be between 1 and 10000"));
+            }
+        }
         if let Some(f) = &self.detect.suppressions_file
             && !f.is_file()
         {
@@ -818,6 +916,7 @@ mod tests {
             },
             detect: DetectConfig {
                 suppressions_file: Some("f".into()),
+                ..Default::default()
             },
             ..Default::default()
         })

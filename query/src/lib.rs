@@ -17,6 +17,9 @@ pub const SHIPPED_SQL: &[(&str, &str)] = &[
     ("inventory_at", inventory::INVENTORY_AT_SQL),
     ("session_activity", session::SESSION_ACTIVITY_SQL),
     ("findings", detect::findings::FINDINGS_SQL),
+    ("open_findings", detect::findings::OPEN_BY_RULE_SQL),
+    ("known_findings", detect::engine::KNOWN_FINDINGS_SQL),
+    ("detect_arrivals", detect::schedule::ARRIVALS_SQL),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,5 @@
 //! `credtrail detect` (evaluate the rules over a window and store findings) and
-//! `credtrail findings` (read them).
+//! `credtrail findings` (read them, resolve and reopen them).
 
 use super::{load_config, open_store};
 use anyhow::{Context, bail};
@@ -27,7 +27,34 @@ pub struct DetectArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct FindingsArgs {
+    #[command(subcommand)]
+    action: Option<Action>,
+    #[command(flatten)]
+    list: ListArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Action {
+    /// Mark findings resolved; they stay resolved until evidence later than theirs appears.
+    Resolve(StatusArgs),
+    /// Open resolved findings again.
+    Reopen(StatusArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct StatusArgs {
+    /// Finding ids (from `credtrail findings`).
+    #[arg(required = true)]
+    ids: Vec<String>,
+    /// Why (kept with the finding).
+    #[arg(long)]
+    reason: String,
+}
+
+#[derive(Debug, clap::Args)]
+struct ListArgs {
     /// Findings last seen at or after this time [default: 7 days ago].
     #[arg(long)]
     since: Option<DateTime<Utc>>,
@@ -92,6 +119,29 @@ pub async fn detect(config: Option<&Path>, args: DetectArgs) -> anyhow::Result<E
 }
 
 pub async fn findings(config: Option<&Path>, args: FindingsArgs) -> anyhow::Result<ExitCode> {
+    let (status, StatusArgs { ids, reason }) = match args.action {
+        None => return list(config, args.list).await,
+        Some(Action::Resolve(a)) => ("resolved", a),
+        Some(Action::Reopen(a)) => ("open", a),
+    };
+    if reason.trim().is_empty() {
+        bail!("--reason must say why");
+    }
+    let config = load_config(config)?;
+    let store = open_store(&config)?;
+    let missing = engine::set_status(&store, &ids, status, &reason).await?;
+    for id in &ids {
+        if !missing.contains(id) {
+            println!("{id} {status}");
+        }
+    }
+    if !missing.is_empty() {
+        bail!("no finding with id {}", missing.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list(config: Option<&Path>, args: ListArgs) -> anyhow::Result<ExitCode> {
     let Some(severity) = Severity::parse(&args.severity) else {
         bail!(
             "unknown severity {:?} (info, low, medium, high, critical)",

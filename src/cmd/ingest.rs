@@ -1,5 +1,6 @@
 //! `credtrail ingest`: the collectors (HTTP always, Kafka when configured) and the sink, until
-//! SIGINT or SIGTERM, or until the Kafka source fails.
+//! SIGINT or SIGTERM, or until the Kafka source fails. `credtrail serve` is the same process with
+//! the scheduled detection loop beside it.
 
 use super::{load_config, open_store};
 use anyhow::Context;
@@ -7,6 +8,8 @@ use credtrail_ingest::metrics::Metrics;
 use credtrail_ingest::sources::Intake;
 use credtrail_ingest::sources::kafka::KafkaSource;
 use credtrail_ingest::{sink, sources};
+use credtrail_query::detect::metrics::DetectMetrics;
+use credtrail_query::detect::runner::Detector;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -17,10 +20,28 @@ use tokio::sync::watch;
 pub struct Args {}
 
 pub async fn run(config: Option<&Path>, _args: Args) -> anyhow::Result<ExitCode> {
+    collect(config, false).await
+}
+
+/// The collectors and the sink, and with `detect` (and `detect.enabled`) the detection loop.
+pub async fn collect(config: Option<&Path>, detect: bool) -> anyhow::Result<ExitCode> {
     let config = load_config(config)?;
     let tokens = config.http_auth_tokens()?;
     let store = open_store(&config)?;
-    let metrics = Metrics::new();
+    let metrics = Metrics::with_config(&config.metrics);
+    let (detect_stop, detect_stopped) = watch::channel(false);
+    let detector = if detect && config.detect.enabled {
+        let rules = credtrail_query::detect::rules().map_err(anyhow::Error::msg)?;
+        let detect_metrics = DetectMetrics::new(&metrics.registry, &rules);
+        let detector = Detector::new(store.clone(), rules, &config.detect, detect_metrics);
+        let every = std::time::Duration::from_secs(config.detect.interval_secs);
+        let mut stopped = detect_stopped;
+        Some(tokio::spawn(detector.run(every, async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })))
+    } else {
+        None
+    };
     let (sink, sink_task) = sink::spawn(store.clone(), config.sink.clone(), metrics.clone());
     let intake = Intake::from_config(&config, metrics.clone());
     super::load_inventory(&intake, &store).await;
@@ -63,6 +84,10 @@ pub async fn run(config: Option<&Path>, _args: Args) -> anyhow::Result<ExitCode>
         .context("HTTP collector")?;
     stop.store(true, Ordering::Relaxed);
     refresh.abort();
+    let _ = detect_stop.send(true);
+    if let Some(task) = detector {
+        task.await.context("detection loop")?;
+    }
     let kafka_result = match kafka {
         Some(task) => task.await.context("Kafka source thread")?,
         None => Ok(()),

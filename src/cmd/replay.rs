@@ -37,7 +37,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> anyhow::Result<ExitCode> 
     })?;
     let files = expand_paths(&args.paths)?;
     let store = open_store(&config)?;
-    let metrics = Metrics::new();
+    let metrics = Metrics::with_config(&config.metrics);
     let intake = Intake::from_config(&config, metrics.clone());
     super::load_inventory(&intake, &store).await;
     let (sink, sink_task) = sink::spawn(store, config.sink.clone(), metrics);

@@ -160,6 +160,7 @@ impl Writer {
 
         for e in &fresh {
             self.metrics.stored.with_label_values(&[&e.source]).inc();
+            self.metrics.exchanges.observe(e);
         }
         for d in &dead {
             self.metrics

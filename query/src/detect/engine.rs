@@ -3,7 +3,10 @@
 //! A finding's id is a hash of its rule and its key, so evaluating a window again, or a later
 //! window that sees late evidence of the same thing, produces the same finding: a new version
 //! (later `updated_at`) that replaces the old in `findings FINAL`. A status someone set
-//! (`suppressed`, `resolved`) and the first detection time survive re-evaluation.
+//! (`resolved`) and the first detection time survive re-evaluation, and a version merges what was
+//! known (earliest first seen, latest last seen, every evidence id up to [`MAX_EVIDENCE`]), so a
+//! sliding window that no longer sees a finding's early events never narrows it. A version that
+//! would change nothing is not written.
 
 use super::rule::Rule;
 use super::suppress::Suppressions;
@@ -82,12 +85,22 @@ pub async fn hits(
     Ok(store.client().query(&sql).fetch_all::<Hit>().await?)
 }
 
+/// The reason a resolved finding shows when later evidence reopens it.
+pub const REOPENED: &str = "reopened: evidence later than its resolution";
+
+/// Evidence ids kept per finding; a storm's first ones are enough to start from.
+pub const MAX_EVIDENCE: usize = 1000;
+
 /// What an evaluation did, per rule.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Evaluation {
     pub rule_id: String,
+    /// Findings the window shows.
     pub findings: usize,
+    /// Of which never stored before.
     pub new: usize,
+    /// Of which stored again because something about them changed (new included).
+    pub written: usize,
     pub suppressed: usize,
 }
 
@@ -108,14 +121,15 @@ pub async fn evaluate(
             .map(|h| finding(rule, h, now))
             .collect();
         let ids: Vec<String> = found.iter().map(|f| f.finding_id.clone()).collect();
-        let known = known_states(store, &ids).await?;
+        let known = known_findings(store, &ids).await?;
         let mut insert = store.client().insert::<Finding>("findings").await?;
         let mut new = 0;
+        let mut written = 0;
         let mut suppressed = 0;
         for mut f in found.iter().cloned() {
             let known = known.get(&f.finding_id);
             match known {
-                Some(k) => f.detected_at = k.detected_at,
+                Some(k) => merge_known(&mut f, k),
                 None => new += 1,
             }
             // A suppression in force wins; a resolution someone recorded stays; else open (an
@@ -128,16 +142,26 @@ pub async fn evaluate(
                 };
                 suppressed += 1;
             } else if let Some(k) = known.filter(|k| k.status == "resolved") {
-                f.status = k.status.clone();
-                f.status_reason = k.status_reason.clone();
+                // Resolved stays resolved until evidence later than what was resolved appears.
+                if f.last_seen <= k.last_seen {
+                    f.status = k.status.clone();
+                    f.status_reason = k.status_reason.clone();
+                } else {
+                    f.status_reason = REOPENED.into();
+                }
+            }
+            if known.is_some_and(|k| same_but_version(k, &f)) {
+                continue;
             }
             insert.write(&f).await?;
+            written += 1;
         }
         insert.end().await?;
         out.push(Evaluation {
             rule_id: rule.id.clone(),
             findings: found.len(),
             new,
+            written,
             suppressed,
         });
     }
@@ -168,20 +192,41 @@ fn finding(rule: &Rule, mut hit: Hit, now: DateTime<Utc>) -> Finding {
     }
 }
 
-#[derive(Debug, Row, Deserialize)]
-struct Known {
-    finding_id: String,
-    status: String,
-    status_reason: String,
-    #[serde(with = "clickhouse::serde::chrono::datetime")]
-    detected_at: DateTime<Utc>,
+/// Widens `f` (what this window shows) by what the stored version `k` already knew.
+fn merge_known(f: &mut Finding, k: &Finding) {
+    f.detected_at = k.detected_at;
+    // A new version must win over the stored one, even within its second.
+    f.updated_at = f
+        .updated_at
+        .max(k.updated_at + chrono::Duration::seconds(1));
+    f.first_seen = f.first_seen.min(k.first_seen);
+    f.last_seen = f.last_seen.max(k.last_seen);
+    if f.evidence != k.evidence {
+        let mut all: Vec<String> = k.evidence.iter().chain(&f.evidence).cloned().collect();
+        all.sort();
+        all.dedup();
+        all.truncate(MAX_EVIDENCE);
+        f.evidence = all;
+    }
 }
 
-/// Status and first detection of already stored findings.
-pub const KNOWN_FINDINGS_SQL: &str = "SELECT finding_id, status, status_reason, detected_at \
+/// Whether writing `f` would store nothing `k` does not already say.
+fn same_but_version(k: &Finding, f: &Finding) -> bool {
+    let mut f = f.clone();
+    f.updated_at = k.updated_at;
+    &f == k
+}
+
+/// Stored findings by id (the columns in `Finding` order).
+pub const KNOWN_FINDINGS_SQL: &str = "SELECT finding_id, rule_id, severity, provider, org_name, \
+     workspace_name, alias_tag, run_id, principal, first_seen, last_seen, evidence, summary, \
+     status, status_reason, detected_at, updated_at \
      FROM findings FINAL WHERE has(?, finding_id)";
 
-async fn known_states(store: &Store, ids: &[String]) -> Result<HashMap<String, Known>, QueryError> {
+pub async fn known_findings(
+    store: &Store,
+    ids: &[String],
+) -> Result<HashMap<String, Finding>, QueryError> {
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
@@ -189,10 +234,37 @@ async fn known_states(store: &Store, ids: &[String]) -> Result<HashMap<String, K
         .client()
         .query(KNOWN_FINDINGS_SQL)
         .bind(ids)
-        .fetch_all::<Known>()
+        .fetch_all::<Finding>()
         .await?;
     Ok(rows
         .into_iter()
         .map(|k| (k.finding_id.clone(), k))
+        .collect())
+}
+
+/// Sets the status of stored findings (`open` or `resolved`; `suppressed` comes from
+/// configuration) with a reason; returns the ids that were not found.
+pub async fn set_status(
+    store: &Store,
+    ids: &[String],
+    status: &str,
+    reason: &str,
+) -> Result<Vec<String>, QueryError> {
+    let known = known_findings(store, ids).await?;
+    let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap_or_else(Utc::now);
+    let mut insert = store.client().insert::<Finding>("findings").await?;
+    for k in known.values() {
+        let mut f = k.clone();
+        f.status = status.into();
+        f.status_reason = reason.into();
+        // Strictly later than the version it replaces, even within the same second.
+        f.updated_at = now.max(k.updated_at + chrono::Duration::seconds(1));
+        insert.write(&f).await?;
+    }
+    insert.end().await?;
+    Ok(ids
+        .iter()
+        .filter(|id| !known.contains_key(*id))
+        .cloned()
         .collect())
 }

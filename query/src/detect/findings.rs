@@ -23,6 +23,27 @@ pub const FINDINGS_SQL: &str = "SELECT finding_id, rule_id AS rule, severity, pr
      AND indexOf(['info', 'low', 'medium', 'high', 'critical'], severity) - 1 >= ? \
      ORDER BY last_seen DESC, rule, finding_id LIMIT ?";
 
+/// Open findings per rule.
+pub const OPEN_BY_RULE_SQL: &str = "SELECT rule_id, toUInt64(count()) AS open \
+     FROM findings FINAL WHERE status = 'open' GROUP BY rule_id";
+
+/// How many findings of each rule are open.
+pub async fn open_by_rule(
+    store: &Store,
+) -> Result<std::collections::HashMap<String, u64>, QueryError> {
+    #[derive(Row, Deserialize)]
+    struct Open {
+        rule_id: String,
+        open: u64,
+    }
+    let rows = store
+        .client()
+        .query(OPEN_BY_RULE_SQL)
+        .fetch_all::<Open>()
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.rule_id, r.open)).collect())
+}
+
 #[derive(Debug, Clone, PartialEq, Row, Deserialize)]
 struct Stored {
     finding_id: String,

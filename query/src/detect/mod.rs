@@ -3,11 +3,16 @@
 //!
 //! [`rule`] is the file format, [`RULE_FILES`] the rules compiled into the binary, [`engine`]
 //! runs them and stores findings with deterministic ids, [`suppress`] marks accepted ones,
-//! [`findings`] reads them back.
+//! [`findings`] reads them back. For `credtrail serve`, [`schedule`] plans each tick's windows
+//! (sliding window plus late arrivals, by an ingest-time watermark), [`runner`] runs the ticks and
+//! [`metrics`] exposes findings and evaluations to Prometheus.
 
 pub mod engine;
 pub mod findings;
+pub mod metrics;
 pub mod rule;
+pub mod runner;
+pub mod schedule;
 pub mod suppress;
 
 pub use rule::{Rule, Severity};

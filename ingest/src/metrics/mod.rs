@@ -1,7 +1,13 @@
 //! What the pipeline counts about itself, in the Prometheus text format.
 //!
-//! Labels are bounded by construction: `source` and `error_kind` are closed enums, `outcome` too.
-//! Run ids, token ids and workspaces never become labels; they live in ClickHouse.
+//! Labels are bounded by construction: `source` and `error_kind` are closed enums, `outcome` too;
+//! the exchange series (`exchanges`) caps the labels that come from logs. Run ids and token ids
+//! never become labels; they live in ClickHouse.
+
+pub mod exchanges;
+
+use crate::config::MetricsConfig;
+pub use exchanges::ExchangeMetrics;
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
@@ -27,6 +33,8 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     /// Kafka: per topic (topics are configuration, so the label is bounded).
     pub kafka: KafkaMetrics,
+    /// Exchanges by provider, outcome, error code and alias, counted as first stored.
+    pub exchanges: ExchangeMetrics,
 }
 
 /// What the Kafka source counts; `topic` is one of the configured topics.
@@ -84,7 +92,12 @@ impl KafkaMetrics {
 }
 
 impl Metrics {
+    /// With the default label caps.
     pub fn new() -> Metrics {
+        Metrics::with_config(&MetricsConfig::default())
+    }
+
+    pub fn with_config(config: &MetricsConfig) -> Metrics {
         let registry = Registry::new();
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
             register(
@@ -218,6 +231,7 @@ impl Metrics {
             ),
         };
         Metrics {
+            exchanges: ExchangeMetrics::new(&registry, config),
             kafka,
             registry,
             records,
