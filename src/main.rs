@@ -47,6 +47,9 @@ enum Command {
     Inventory(cmd::inventory::Inventory),
     /// Check a configuration file and report every error with its key path.
     Validate(cmd::validate::Args),
+    /// Write a seeded scenario: traffic in the real source formats, its inventory, and the
+    /// findings its planted misconfigurations and attacks must produce.
+    Generate(cmd::generate::Args),
     /// Capture issuance in an HCP Terraform agent hook: send the run's token claims and
     /// fingerprints (never the tokens) to the collector.
     Emit(cmd::emit::Args),
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(args) => cmd::validate::run(args),
         Command::Emit(args) => cmd::emit::run(args),
+        Command::Generate(args) => cmd::generate::run(args),
         command => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -80,7 +84,9 @@ fn main() -> ExitCode {
                     Command::Inventory(i) => cmd::inventory::run(config, i).await,
                     Command::Detect(a) => cmd::detect::detect(config, a).await,
                     Command::Findings(a) => cmd::detect::findings(config, a).await,
-                    Command::Validate(_) | Command::Emit(_) => unreachable!("handled above"),
+                    Command::Validate(_) | Command::Emit(_) | Command::Generate(_) => {
+                        unreachable!("handled above")
+                    }
                 }
             })
         }

@@ -2,6 +2,7 @@
 
 pub mod detect;
 pub mod emit;
+pub mod generate;
 pub mod ingest;
 pub mod inventory;
 pub mod migrate;

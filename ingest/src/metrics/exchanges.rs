@@ -152,13 +152,13 @@ mod tests {
         registry
             .gather()
             .into_iter()
-            .filter(|f| f.get_name() == "credtrail_exchanges_total")
+            .filter(|f| f.name() == "credtrail_exchanges_total")
             .flat_map(|f| f.get_metric().to_vec())
             .map(|m| {
                 let labels = m
                     .get_label()
                     .iter()
-                    .map(|l| (l.get_name().to_owned(), l.get_value().to_owned()))
+                    .map(|l| (l.name().to_owned(), l.value().to_owned()))
                     .collect();
                 (labels, m.get_counter().get_value())
             })

@@ -1,0 +1,233 @@
+//! `credtrail generate`: seeded, reproducible scenarios of HCP Terraform dynamic-credentials
+//! traffic in the real source formats, with misconfigurations and attacks planted on purpose and
+//! the findings they must produce written beside them.
+//!
+//! A scenario is an estate ([`world`]: organizations, workspaces, their configurations and the
+//! inventory that declares them) and its days of traffic: every run's plan and apply phases
+//! issue a token per configuration and exchange it ([`benign`]: hourly re-exchanges in long
+//! applies, ordinary transient failures, module tests, harmless variable edits), and [`plant`]
+//! adds one case per chosen rule in the judged days. The first day is history only, so rules
+//! with baselines have one. [`records`] writes each event as its source writes it.
+//!
+//! Reproducible: the same [`Spec`] gives byte-identical files.
+
+pub mod benign;
+mod ids;
+pub mod plant;
+pub mod records;
+pub mod world;
+
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use ids::Ids;
+use plant::Plant;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+use world::World;
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub seed: u64,
+    /// Start of the first (history) day.
+    pub start: DateTime<Utc>,
+    /// Days of traffic, the first one history only (at least 2).
+    pub days: u32,
+    pub orgs: usize,
+    /// Workspaces per organization.
+    pub workspaces: usize,
+    /// Runs per workspace per day.
+    pub runs_per_day: usize,
+    /// Cases to plant in the judged days.
+    pub plants: Vec<Plant>,
+}
+
+/// One planted case: the finding it must produce and the events it consists of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Case {
+    pub rule: String,
+    pub provider: String,
+    pub workspace: String,
+    pub alias: String,
+    /// The run the case is about, where it has one.
+    pub run: String,
+    pub description: String,
+    /// Source event ids of the planted events.
+    pub evidence: Vec<String>,
+}
+
+/// `expected.json`: the window to judge and what must be found in it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Expected {
+    pub seed: u64,
+    /// The whole scenario.
+    pub start: String,
+    pub end: String,
+    /// The judged days (`credtrail detect --since … --until …`).
+    pub judged_since: String,
+    pub judged_until: String,
+    /// Events (rows credtrail stores) that are ordinary traffic, and planted ones.
+    pub benign_events: usize,
+    pub planted_events: usize,
+    pub cases: Vec<Case>,
+}
+
+/// File names, in the order they are written.
+pub const FILES: [&str; 6] = [
+    "issuance.ndjson",
+    "cloudtrail.ndjson",
+    "gcp.ndjson",
+    "entra.ndjson",
+    "vault.log",
+    "audit_trail.json",
+];
+
+/// A generated scenario in memory.
+pub struct Scenario {
+    /// File name → content.
+    pub files: BTreeMap<&'static str, String>,
+    pub inventory: String,
+    pub expected: Expected,
+}
+
+impl Scenario {
+    /// Writes every file, `inventory.toml` and `expected.json` into `dir` (created if needed).
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        for (name, text) in &self.files {
+            std::fs::write(dir.join(name), text)?;
+        }
+        std::fs::write(dir.join("inventory.toml"), &self.inventory)?;
+        let expected =
+            serde_json::to_string_pretty(&self.expected).map_err(std::io::Error::other)?;
+        std::fs::write(dir.join("expected.json"), expected + "\n")
+    }
+
+    /// The data files' paths under `dir`, for `credtrail replay`.
+    pub fn data_files(dir: &Path) -> Vec<std::path::PathBuf> {
+        FILES.iter().map(|f| dir.join(f)).collect()
+    }
+}
+
+/// Where generated records go while a scenario is built, and which of them are planted.
+pub struct Out {
+    lines: BTreeMap<&'static str, String>,
+    audit: Vec<Value>,
+    benign: usize,
+    planted: usize,
+    /// While set, emitted events belong to this case's evidence.
+    planting: Option<Vec<String>>,
+}
+
+impl Out {
+    fn new() -> Out {
+        Out {
+            lines: FILES.iter().map(|f| (*f, String::new())).collect(),
+            audit: Vec::new(),
+            benign: 0,
+            planted: 0,
+            planting: None,
+        }
+    }
+
+    /// One record that credtrail stores as one event with this source event id.
+    pub fn event(&mut self, file: &'static str, id: String, record: &Value) {
+        self.line(file, record);
+        self.count(id);
+    }
+
+    /// One record credtrail reads but does not store (a Vault request line).
+    pub fn line(&mut self, file: &'static str, record: &Value) {
+        if file == "audit_trail.json" {
+            self.audit.push(record.clone());
+            return;
+        }
+        let buf = self.lines.get_mut(file).expect("a known file");
+        buf.push_str(&record.to_string());
+        buf.push('\n');
+    }
+
+    fn count(&mut self, id: String) {
+        match &mut self.planting {
+            Some(ids) => {
+                ids.push(id);
+                self.planted += 1;
+            }
+            None => self.benign += 1,
+        }
+    }
+
+    /// Starts collecting a case's evidence.
+    pub fn begin_case(&mut self) {
+        self.planting = Some(Vec::new());
+    }
+
+    /// The evidence collected since [`Out::begin_case`].
+    pub fn end_case(&mut self) -> Vec<String> {
+        self.planting.take().unwrap_or_default()
+    }
+
+    /// Counts an event already emitted as benign as planted instead (a configuration planted
+    /// into ordinary traffic).
+    pub fn reclassify(&mut self) {
+        self.benign -= 1;
+        self.planted += 1;
+    }
+}
+
+/// The state generation threads through: randomness, the estate, the output.
+pub struct Gen {
+    pub ids: Ids,
+    pub world: World,
+    pub out: Out,
+    pub start: DateTime<Utc>,
+    pub judged_since: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// Generates a scenario.
+pub fn generate(spec: &Spec) -> Result<Scenario, String> {
+    if spec.days < 2 {
+        return Err("--days must be at least 2 (the first day is history)".into());
+    }
+    if spec.orgs == 0 || spec.workspaces == 0 || spec.runs_per_day == 0 {
+        return Err("--orgs, --workspaces and --runs-per-day must be at least 1".into());
+    }
+    let mut ids = Ids::new(spec.seed);
+    let world = World::new(&mut ids, spec.orgs, spec.workspaces);
+    let start = spec.start;
+    let mut g = Gen {
+        ids,
+        world,
+        out: Out::new(),
+        start,
+        judged_since: start + Duration::days(1),
+        end: start + Duration::days(i64::from(spec.days)),
+    };
+    let planned = plant::prepare(&mut g, &spec.plants)?;
+    benign::traffic(&mut g, spec.runs_per_day, &planned);
+    let cases = plant::plant(&mut g, &planned);
+    let mut files: BTreeMap<&'static str, String> = std::mem::take(&mut g.out.lines);
+    let page = serde_json::json!({
+        "data": g.out.audit,
+        "pagination": {"current_page": 1, "prev_page": null, "next_page": null, "total_pages": 1,
+                       "total_count": g.out.audit.len()},
+    });
+    files.insert("audit_trail.json", page.to_string() + "\n");
+    let at = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
+    Ok(Scenario {
+        files,
+        inventory: g.world.inventory_toml(),
+        expected: Expected {
+            seed: spec.seed,
+            start: at(g.start),
+            end: at(g.end),
+            judged_since: at(g.judged_since),
+            judged_until: at(g.end),
+            benign_events: g.out.benign,
+            planted_events: g.out.planted,
+            cases,
+        },
+    })
+}
