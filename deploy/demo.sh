@@ -69,7 +69,7 @@ say "alias attribution of every exchange (alias_match says how, or why there is 
 curl -sS "$ch_url/?database=credtrail_demo" --data-binary "SELECT provider, workspace_name AS workspace, run_phase AS phase, outcome, target_principal AS principal, multiIf(alias_match NOT IN ('matched', 'principal', 'audience'), '-', alias_tag = '', '(default)', alias_tag) AS alias, alias_match FROM events FINAL WHERE event_kind IN ('exchange', 'session_renewal', 'session_end') ORDER BY provider, event_time FORMAT PrettyCompactNoEscapes"
 
 say "credtrail detect over the sample day, then credtrail findings"
-$bin detect --since 2024-07-09T00:00:00Z --until 2024-07-10T00:00:00Z
+$bin detect --since 2024-07-09T00:00:00Z --until 2024-07-10T00:00:00Z --no-settle
 $bin findings --since 2024-07-01T00:00:00Z
 
 say "credtrail query run run-LMCK4SSiBfR6Y6rb"

@@ -55,7 +55,14 @@ fn every_rule_finds_its_positives_and_nothing_in_its_negatives() {
             let since = case.window[0].to_rfc3339();
             let until = case.window[1].to_rfc3339();
             let detect_args = [
-                "detect", "--since", &since, "--until", &until, "--rule", &rule.id,
+                "detect",
+                "--since",
+                &since,
+                "--until",
+                &until,
+                "--rule",
+                &rule.id,
+                "--no-settle",
             ];
             let first = ch.credtrail_ok(&detect_args);
             let out = ch.credtrail_ok(&[
@@ -237,4 +244,52 @@ fn resolved_findings_stay_resolved_until_later_evidence_reopens_them() {
     ch.credtrail_ok(&["findings", "resolve", id, "--reason", "fixed"]);
     ch.credtrail_ok(&["findings", "reopen", id, "--reason", "not fixed"]);
     assert_eq!(status(), "open\tnot fixed\n");
+}
+
+#[test]
+fn absence_rules_wait_until_the_missing_side_had_time_to_arrive() {
+    let ch = ClickHouse::start();
+    ch.migrate();
+    let dir = repo_root().join("query/rules/exchange-without-issuance");
+    let rule = detect::rules()
+        .unwrap()
+        .into_iter()
+        .find(|r| r.id == "exchange-without-issuance")
+        .unwrap();
+    let case = &rule.tests[0];
+    assert!(!case.expect.is_empty());
+    let files: Vec<String> = case
+        .events
+        .iter()
+        .map(|f| dir.join(f).display().to_string())
+        .collect();
+    let mut args = vec!["replay"];
+    args.extend(files.iter().map(String::as_str));
+    ch.credtrail_ok(&args);
+    let since = case.window[0].to_rfc3339();
+    let until = case.window[1].to_rfc3339();
+    let detect = |env: &[(&str, &str)]| {
+        let out = ch.credtrail_with(
+            &[
+                "detect", "--since", &since, "--until", &until, "--rule", &rule.id,
+            ],
+            env,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // Just arrived: the issuance may still be on its way.
+    let out = detect(&[]);
+    assert!(out.contains("0 finding(s)"), "{out}");
+    // Once the settle time (here capped to 1 s) has passed, the exchange is judged.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let out = detect(&[("CREDTRAIL_DETECT_MAX_SETTLE_SECS", "1")]);
+    assert!(
+        out.contains(&format!("{} finding(s)", case.expect.len())),
+        "{out}"
+    );
 }

@@ -73,6 +73,7 @@ fn modern_ddl_and_every_shipped_query_agree_with_18_16() {
         "2024-07-09T00:00:00Z",
         "--until",
         "2024-07-10T00:00:00Z",
+        "--no-settle",
     ]);
     let inventory = repo_root().join("tests/inventory");
     ch.credtrail_ok(&[
@@ -182,7 +183,10 @@ fn modern_ddl_and_every_shipped_query_agree_with_18_16() {
         .map(|r| {
             (
                 format!("rule {}", r.id),
-                r.render(window.0, window.1).unwrap(),
+                r.render(&credtrail_query::detect::rule::Window::new(
+                    window.0, window.1,
+                ))
+                .unwrap(),
             )
         })
         .collect();

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every check, on a fresh machine or a used one: installs what the tests need (Debian's
-# clickhouse-server, the tansu Kafka broker, cargo-fuzz, a Python venv with chdb-core for the
+# clickhouse-server and prometheus, the tansu Kafka broker, cargo-fuzz, a Python venv with chdb-core for the
 # modern-ClickHouse check), then rustfmt, clippy with warnings as errors, every test of the
 # workspace, and each fuzz target for a short bounded time. Tests start and stop their own servers
 # on free loopback ports.
@@ -8,10 +8,12 @@ set -eo pipefail
 set -u
 cd "$(dirname "$0")/.."
 
-# Build dependencies of rdkafka's bundled librdkafka (TLS via the system OpenSSL).
-if ! dpkg -s libssl-dev pkg-config >/dev/null 2>&1; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libssl-dev pkg-config >/dev/null \
-    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libssl-dev pkg-config >/dev/null; }
+# Build dependencies of rdkafka's bundled librdkafka (TLS via the system OpenSSL), and Debian's
+# prometheus (the server and promtool) for the alert-rule tests.
+packages="libssl-dev pkg-config prometheus"
+if ! dpkg -s $packages >/dev/null 2>&1; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages >/dev/null \
+    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages >/dev/null; }
 fi
 deploy/clickhouse/local.sh install
 deploy/kafka/local.sh install

@@ -36,6 +36,7 @@ pub struct DetectConfig {
     pub window_secs: u64,
     pub max_lateness_secs: u64,
     pub future_skew_secs: u64,
+    pub max_settle_secs: Option<u64>,
 }
 
 impl Default for DetectConfig {
@@ -47,6 +48,7 @@ impl Default for DetectConfig {
             window_secs: 6 * 3600,
             max_lateness_secs: 7 * 86400,
             future_skew_secs: 300,
+            max_settle_secs: None,
         }
     }
 }
@@ -420,6 +422,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "detect.future_skew_secs",
         "Event times up to this far in the future (clock skew) are inside the current window.",
+    ),
+    (
+        "detect.max_settle_secs",
+        "Caps how long rules about absent evidence wait after an event arrives for its counterpart (each rule's `settle_seconds`); unset: the rules' own.",
     ),
     (
         "metrics.max_aliases",

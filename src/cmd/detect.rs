@@ -24,6 +24,10 @@ pub struct DetectArgs {
     /// List the rules and exit.
     #[arg(long)]
     list: bool,
+    /// Judge every stored event now, even one whose counterpart may still be in flight (rules'
+    /// `settle_seconds`): for complete data, such as a replay.
+    #[arg(long)]
+    no_settle: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -109,7 +113,14 @@ pub async fn detect(config: Option<&Path>, args: DetectArgs) -> anyhow::Result<E
         }
     };
     let store = open_store(&config)?;
-    for e in engine::evaluate(&store, &rules, since, until, &suppressions).await? {
+    let settle = if args.no_settle {
+        engine::Settle::Off
+    } else {
+        engine::Settle::On {
+            cap_seconds: config.detect.max_settle_secs,
+        }
+    };
+    for e in engine::evaluate(&store, &rules, since, until, settle, &suppressions).await? {
         println!(
             "{:<32} {} finding(s), {} new, {} suppressed",
             e.rule_id, e.findings, e.new, e.suppressed

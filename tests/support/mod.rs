@@ -263,9 +263,18 @@ impl Collector {
 
     /// [`Collector::start`] with its log (stderr) sent to `log`.
     pub fn start_logging(ch: &ClickHouse, extra_env: &[(&str, &str)], log: Stdio) -> Collector {
+        Collector::spawn("ingest", ch, extra_env, log)
+    }
+
+    /// `credtrail serve`: the collectors plus scheduled detection.
+    pub fn serve(ch: &ClickHouse, extra_env: &[(&str, &str)]) -> Collector {
+        Collector::spawn("serve", ch, extra_env, Stdio::inherit())
+    }
+
+    fn spawn(command: &str, ch: &ClickHouse, extra_env: &[(&str, &str)], log: Stdio) -> Collector {
         let port = free_port();
         let mut cmd = Command::new(BIN);
-        cmd.arg("ingest")
+        cmd.arg(command)
             .envs(ch.env())
             .env_remove("CREDTRAIL_CONFIG")
             .env("CREDTRAIL_HTTP_LISTEN", format!("127.0.0.1:{port}"))
@@ -274,7 +283,7 @@ impl Collector {
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().expect("start credtrail ingest");
+        let child = cmd.spawn().expect("start credtrail");
         let url = format!("http://127.0.0.1:{port}");
         // From here the Collector owns the child: dropping it on a failed start kills it.
         let collector = Collector {
@@ -290,7 +299,7 @@ impl Collector {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("credtrail ingest did not come up on {url}");
+        panic!("credtrail {command} did not come up on {url}");
     }
 
     /// POSTs a body; returns status and parsed JSON.
@@ -647,4 +656,93 @@ pub fn consume_keys(
         }
     }
     seen
+}
+
+/// A Prometheus server (Debian's `prometheus`) on a free loopback port with its storage in a
+/// temp dir, scraping one target every second and evaluating rule files every second; stopped
+/// by PID on drop.
+pub struct Prometheus {
+    pub url: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    pub fn start(target: &str, rule_files: &[PathBuf]) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let rules: Vec<String> = rule_files
+            .iter()
+            .map(|p| format!("  - {:?}", p.display().to_string()))
+            .collect();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n{}\n\
+             scrape_configs:\n  - job_name: credtrail\n    static_configs:\n      - targets: [{target:?}]\n",
+            rules.join("\n")
+        );
+        let file = dir.path().join("prometheus.yml");
+        std::fs::write(&file, config).unwrap();
+        let port = free_port();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", file.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start prometheus (Debian package `prometheus`)");
+        let me = Prometheus {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(r) = agent().get(format!("{}/-/ready", me.url)).call()
+                && r.status() == 200
+            {
+                return me;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("prometheus did not come up on {}", me.url);
+    }
+
+    fn api(&self, path: &str, query: Option<&str>) -> serde_json::Value {
+        let mut req = agent().get(format!("{}{path}", self.url));
+        if let Some(q) = query {
+            req = req.query("query", q);
+        }
+        let mut r = req.call().expect("prometheus API");
+        let body: serde_json::Value =
+            serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+        assert_eq!(body["status"], "success", "{body}");
+        body["data"].clone()
+    }
+
+    /// An instant query's result vector.
+    pub fn query(&self, expr: &str) -> Vec<serde_json::Value> {
+        self.api("/api/v1/query", Some(expr))["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Alerts pending or firing.
+    pub fn alerts(&self) -> Vec<serde_json::Value> {
+        self.api("/api/v1/alerts", None)["alerts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -8,7 +8,7 @@
 //! sliding window that no longer sees a finding's early events never narrows it. A version that
 //! would change nothing is not written.
 
-use super::rule::Rule;
+use super::rule::{Rule, Window};
 use super::suppress::Suppressions;
 use crate::QueryError;
 use chrono::{DateTime, Utc};
@@ -73,13 +73,8 @@ pub fn finding_id(rule_id: &str, key: &str) -> String {
 }
 
 /// Runs one rule over `[start, end)`.
-pub async fn hits(
-    store: &Store,
-    rule: &Rule,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-) -> Result<Vec<Hit>, QueryError> {
-    let sql = rule.render(start, end).map_err(QueryError::Output)?;
+pub async fn hits(store: &Store, rule: &Rule, window: &Window) -> Result<Vec<Hit>, QueryError> {
+    let sql = rule.render(window).map_err(QueryError::Output)?;
     // The client reads `?` as a bind placeholder; a rule's (regex) question marks are literal.
     let sql = sql.replace('?', "??");
     Ok(store.client().query(&sql).fetch_all::<Hit>().await?)
@@ -104,18 +99,34 @@ pub struct Evaluation {
     pub suppressed: usize,
 }
 
+/// Whether rules about absent evidence wait for it (see `rule::Window`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// Every stored event is judged: the data is complete (a replay, a past window).
+    Off,
+    /// Events are judged once `settle_seconds` (capped at this many, if set) have passed since
+    /// they arrived.
+    On { cap_seconds: Option<u64> },
+}
+
 /// Evaluates rules over `[start, end)` and stores their findings.
 pub async fn evaluate(
     store: &Store,
     rules: &[Rule],
     start: DateTime<Utc>,
     end: DateTime<Utc>,
+    settle: Settle,
     suppressions: &Suppressions,
 ) -> Result<Vec<Evaluation>, QueryError> {
     let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap_or_else(Utc::now);
     let mut out = Vec::new();
     for rule in rules {
-        let found: Vec<Finding> = hits(store, rule, start, end)
+        let mut window = Window::new(start, end);
+        if let Settle::On { cap_seconds } = settle {
+            let wait = cap_seconds.map_or(rule.settle_seconds, |c| c.min(rule.settle_seconds));
+            window.settled = now - chrono::Duration::seconds(i64::try_from(wait).unwrap_or(0));
+        }
+        let found: Vec<Finding> = hits(store, rule, &window)
             .await?
             .into_iter()
             .map(|h| finding(rule, h, now))

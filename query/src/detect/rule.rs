@@ -7,7 +7,13 @@
 //! `workspace_name`, `alias_tag`, `run_id`, `principal` (what the finding is about: a role, a
 //! service account, a variable), `first_seen`, `last_seen` (DateTime), `evidence`
 //! (Array(String) of source event ids) and `summary`, in this order. Placeholders: `{start}` and
-//! `{end}` (the window, as `toDateTime(...)`), and `{name}` for each of the rule's `[params]`.
+//! `{end}` (the window, as `toDateTime(...)`), `{settled}` (see `settle_seconds`), and `{name}`
+//! for each of the rule's `[params]`.
+//!
+//! A rule that finds something *missing* (an issuance, an exchange log, an alias' exchange) sets
+//! `settle_seconds`: how long after an event arrives its counterpart may still be in flight. Its
+//! SQL then judges only events with `ingest_time < {settled}`, which scheduled evaluation sets to
+//! `now - settle_seconds`, so a log that is merely late is not reported as absent.
 //! The SQL must run on ClickHouse 18.16 and on modern servers (no CTEs, window functions or
 //! `JSONExtract`; tuples for `IN`).
 
@@ -50,6 +56,26 @@ impl Severity {
     }
 }
 
+/// What one evaluation judges: events of `[start, end)`; for rules about absent evidence, only
+/// those that arrived before `settled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub settled: DateTime<Utc>,
+}
+
+impl Window {
+    /// Every stored event is settled (the data is complete, e.g. after a replay).
+    pub fn new(start: DateTime<Utc>, end: DateTime<Utc>) -> Window {
+        Window {
+            start,
+            end,
+            settled: DateTime::from_timestamp(i64::from(u32::MAX), 0).unwrap_or(end),
+        }
+    }
+}
+
 /// One rule as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,6 +93,9 @@ pub struct Rule {
     pub remediation: String,
     #[serde(default)]
     pub params: BTreeMap<String, i64>,
+    /// For rules about absent evidence: how long its counterpart may take to arrive.
+    #[serde(default)]
+    pub settle_seconds: u64,
     pub sql: String,
     #[serde(default, rename = "test")]
     pub tests: Vec<Case>,
@@ -112,8 +141,14 @@ impl Rule {
             ));
         }
         // Rendering checks the placeholders.
-        rule.render(DateTime::UNIX_EPOCH, DateTime::UNIX_EPOCH)
+        rule.render(&Window::new(DateTime::UNIX_EPOCH, DateTime::UNIX_EPOCH))
             .map_err(|e| format!("{}: {e}", rule.id))?;
+        if (rule.settle_seconds > 0) != rule.sql.contains("{settled}") {
+            return Err(format!(
+                "{}: `settle_seconds` and `{{settled}}` in the SQL go together",
+                rule.id
+            ));
+        }
         for column in [
             "finding_key",
             "provider",
@@ -136,17 +171,14 @@ impl Rule {
 
     /// The SQL for one window, placeholders replaced by literals (numbers only, so nothing from
     /// outside the rule file reaches the text).
-    pub fn render(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<String, String> {
+    pub fn render(&self, w: &Window) -> Result<String, String> {
         let mut sql = self.sql.clone();
+        let at =
+            |t: DateTime<Utc>| format!("toDateTime({})", t.timestamp().clamp(0, u32::MAX.into()));
         let mut values: Vec<(String, String)> = vec![
-            (
-                "start".into(),
-                format!("toDateTime({})", start.timestamp().max(0)),
-            ),
-            (
-                "end".into(),
-                format!("toDateTime({})", end.timestamp().max(0)),
-            ),
+            ("start".into(), at(w.start)),
+            ("end".into(), at(w.end)),
+            ("settled".into(), at(w.settled)),
         ];
         values.extend(self.params.iter().map(|(k, v)| (k.clone(), v.to_string())));
         for (name, value) in values {

@@ -23,6 +23,7 @@ pub struct Detector {
     suppressions_file: Option<PathBuf>,
     suppressions: Suppressions,
     schedule: Schedule,
+    settle: engine::Settle,
     metrics: DetectMetrics,
 }
 
@@ -54,6 +55,9 @@ impl Detector {
             suppressions_file: config.suppressions_file.clone(),
             suppressions: Suppressions::default(),
             schedule: Schedule::new(config, Utc::now()),
+            settle: engine::Settle::On {
+                cap_seconds: config.max_settle_secs,
+            },
             metrics,
         }
     }
@@ -112,6 +116,7 @@ impl Detector {
                     std::slice::from_ref(rule),
                     *start,
                     *end,
+                    self.settle,
                     &self.suppressions,
                 )
                 .await;
