@@ -44,14 +44,26 @@ fn every_rule_finds_its_positives_and_nothing_in_its_negatives() {
                     path.to_str().unwrap(),
                 ]);
             }
+            for trust in &case.trust {
+                let path = dir.join(trust);
+                ch.credtrail_ok(&[
+                    "inventory",
+                    "trust",
+                    "--valid-from",
+                    "2000-01-01T00:00:00Z",
+                    path.to_str().unwrap(),
+                ]);
+            }
             let files: Vec<String> = case
                 .events
                 .iter()
                 .map(|f| dir.join(f).display().to_string())
                 .collect();
-            let mut args = vec!["replay"];
-            args.extend(files.iter().map(String::as_str));
-            ch.credtrail_ok(&args);
+            if !files.is_empty() {
+                let mut args = vec!["replay"];
+                args.extend(files.iter().map(String::as_str));
+                ch.credtrail_ok(&args);
+            }
             let since = case.window[0].to_rfc3339();
             let until = case.window[1].to_rfc3339();
             let detect_args = [

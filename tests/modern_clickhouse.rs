@@ -66,6 +66,18 @@ fn modern_ddl_and_every_shipped_query_agree_with_18_16() {
     let bad = dir.path().join("bad.ndjson");
     std::fs::write(&bad, b"{oops\n{\"provider\":\"aws\",\"token\":\"x.y\"}\n").unwrap();
     ch.credtrail_ok(&["replay", bad.to_str().unwrap()]);
+    // Trust policies of every provider, broad and tight, for the trust-policy rule.
+    let trust_dir = repo_root().join("query/rules/trust-policy-too-broad");
+    let mut trust: Vec<String> = std::fs::read_dir(&trust_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| p.display().to_string())
+        .collect();
+    trust.sort();
+    let mut args = vec!["inventory", "trust", "--valid-from", "2024-01-01T00:00:00Z"];
+    args.extend(trust.iter().map(String::as_str));
+    ch.credtrail_ok(&args);
     // Findings from every rule over the fixtures' day, so the findings query has rows too.
     ch.credtrail_ok(&[
         "detect",
@@ -201,6 +213,7 @@ fn modern_ddl_and_every_shipped_query_agree_with_18_16() {
         "inventory",
         "session_activity",
         "findings",
+        "trust_policies",
     ] {
         let file = dir.path().join(format!("{t}.rowbinary"));
         std::fs::write(
@@ -229,9 +242,10 @@ fn modern_ddl_and_every_shipped_query_agree_with_18_16() {
         .collect();
     assert_eq!(
         statements.len(),
-        10,
+        11,
         "three tables, the change columns, the inventory table and its column on events, \
-         the session call table, the activity table and its view, the findings table"
+         the session call table, the activity table and its view, the findings table, the \
+         trust policy table"
     );
     let spec = json!({
         "ddl": statements,
@@ -264,6 +278,7 @@ fn modern_ddl_and_every_shipped_query_agree_with_18_16() {
         "dead_letters",
         "inventory",
         "findings",
+        "trust_policies",
     ] {
         let legacy = ch.count(&format!("SELECT count() FROM {t}"));
         assert!(legacy > 0, "{t} has data");

@@ -99,6 +99,13 @@ fn alerts_after(plant: bool, wanted: &[&str]) -> (BTreeSet<String>, f64) {
         "2000-01-01T00:00:00Z",
         tmp.path().join("inventory.toml").to_str().unwrap(),
     ]);
+    let trust: Vec<String> = credtrail_scenario::Scenario::trust_files(tmp.path())
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let mut args = vec!["inventory", "trust", "--valid-from", "2000-01-01T00:00:00Z"];
+    args.extend(trust.iter().map(String::as_str));
+    ch.credtrail_ok(&args);
     let serve = Collector::serve(
         &ch,
         &[

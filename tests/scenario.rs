@@ -34,6 +34,13 @@ fn judged(ch: &ClickHouse, dir: &std::path::Path, sizes: &[&str]) -> (Value, Vec
         "2000-01-01T00:00:00Z",
         dir.join("inventory.toml").to_str().unwrap(),
     ]);
+    let trust: Vec<String> = credtrail_scenario::Scenario::trust_files(dir)
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let mut args = vec!["inventory", "trust", "--valid-from", "2000-01-01T00:00:00Z"];
+    args.extend(trust.iter().map(String::as_str));
+    ch.credtrail_ok(&args);
     let files: Vec<String> = credtrail_scenario::Scenario::data_files(dir)
         .iter()
         .map(|p| p.display().to_string())

@@ -1,11 +1,12 @@
 //! `credtrail inventory ...`: import the alias inventory (HCP Terraform API responses saved to
-//! files, or a declarative TOML file) as a new snapshot per workspace, and show what was
-//! configured at a given time.
+//! files, or a declarative TOML file) as a new snapshot per workspace, import trust policies,
+//! and show what was configured at a given time.
 
 use super::{load_config, open_store};
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use credtrail_ingest::alias::inventory::{self, Workspace};
+use credtrail_ingest::alias::trust;
 use credtrail_query::render::Format;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -27,6 +28,21 @@ pub enum Inventory {
         /// Do not re-attribute the stored events from `--valid-from` on.
         #[arg(long)]
         no_reattribute: bool,
+    },
+    /// Import trust policies (what each cloud trust accepts of HCP Terraform's tokens), judged by
+    /// the `trust-policy-too-broad` rule: `aws iam get-role`/`list-roles` output, GCP workload
+    /// identity providers (`gcloud ... providers describe/list --format=json`), Azure federated
+    /// credentials (`az ad app federated-credential list`), Vault JWT roles (`vault read
+    /// -format=json auth/jwt/role/NAME` with `"role": "NAME"` added, or named by the file).
+    Trust {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// When these policies took effect [default: now].
+        #[arg(long)]
+        valid_from: Option<DateTime<Utc>>,
+        /// Print what would be imported (JSON) and write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Recompute the alias of stored exchanges against the current inventory and store the
     /// changed ones (a new row version; nothing is counted twice).
@@ -91,6 +107,43 @@ pub async fn run(config: Option<&Path>, command: Inventory) -> anyhow::Result<Ex
             if written > 0 && !no_reattribute {
                 reattribute(&store, Some(when), None).await?;
             }
+        }
+        Inventory::Trust {
+            files,
+            valid_from,
+            dry_run,
+        } => {
+            let mut trusts = Vec::new();
+            for f in &files {
+                let text = std::fs::read_to_string(f)
+                    .with_context(|| format!("reading {}", f.display()))?;
+                let doc: serde_json::Value = serde_json::from_str(&text)
+                    .with_context(|| format!("{}: not JSON", f.display()))?;
+                let stem = f.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+                trusts.extend(
+                    trust::from_document(&doc, stem)
+                        .map_err(anyhow::Error::msg)
+                        .with_context(|| f.display().to_string())?,
+                );
+            }
+            let origin = files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(",");
+            let rows = trust::rows(&trusts, valid_from.unwrap_or_else(Utc::now), &origin);
+            if dry_run {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let store = open_store(&config)?;
+            let (written, unchanged) = trust::store(&store, &rows)
+                .await
+                .context("writing trust policies")?;
+            println!(
+                "trust policies: {} statement(s); {written} resource(s) written, {unchanged} unchanged",
+                rows.len()
+            );
         }
         Inventory::Reattribute { since, until } => {
             let store = open_store(&config)?;

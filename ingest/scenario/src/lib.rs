@@ -83,10 +83,15 @@ pub const FILES: [&str; 6] = [
     "audit_trail.json",
 ];
 
+/// Trust policy files written beside the data.
+pub const TRUST_FILES: [&str; 2] = ["trust_aws.json", "trust_gcp.json"];
+
 /// A generated scenario in memory.
 pub struct Scenario {
     /// File name → content.
     pub files: BTreeMap<&'static str, String>,
+    /// Trust policy documents (`credtrail inventory trust`), by file name.
+    pub trust: Vec<(&'static str, String)>,
     pub inventory: String,
     pub expected: Expected,
 }
@@ -98,6 +103,9 @@ impl Scenario {
         for (name, text) in &self.files {
             std::fs::write(dir.join(name), text)?;
         }
+        for (name, text) in &self.trust {
+            std::fs::write(dir.join(name), text)?;
+        }
         std::fs::write(dir.join("inventory.toml"), &self.inventory)?;
         let expected =
             serde_json::to_string_pretty(&self.expected).map_err(std::io::Error::other)?;
@@ -107,6 +115,11 @@ impl Scenario {
     /// The data files' paths under `dir`, for `credtrail replay`.
     pub fn data_files(dir: &Path) -> Vec<std::path::PathBuf> {
         FILES.iter().map(|f| dir.join(f)).collect()
+    }
+
+    /// The trust policy files' paths under `dir`, for `credtrail inventory trust`.
+    pub fn trust_files(dir: &Path) -> Vec<std::path::PathBuf> {
+        TRUST_FILES.iter().map(|f| dir.join(f)).collect()
     }
 }
 
@@ -207,7 +220,16 @@ pub fn generate(spec: &Spec) -> Result<Scenario, String> {
     };
     let planned = plant::prepare(&mut g, &spec.plants)?;
     benign::traffic(&mut g, spec.runs_per_day, &planned);
-    let cases = plant::plant(&mut g, &planned);
+    let mut cases = plant::plant(&mut g, &planned);
+    let (trust, broad_sha) = world::trust_policies(&g.world, planned.broad_trust());
+    if let (Some(case), Some(sha)) = (
+        cases
+            .iter_mut()
+            .find(|c| c.rule == Plant::TrustPolicyTooBroad.rule()),
+        broad_sha,
+    ) {
+        case.evidence = vec![sha];
+    }
     let mut files: BTreeMap<&'static str, String> = std::mem::take(&mut g.out.lines);
     let page = serde_json::json!({
         "data": g.out.audit,
@@ -218,6 +240,7 @@ pub fn generate(spec: &Spec) -> Result<Scenario, String> {
     let at = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
     Ok(Scenario {
         files,
+        trust,
         inventory: g.world.inventory_toml(),
         expected: Expected {
             seed: spec.seed,

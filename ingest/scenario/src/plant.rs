@@ -35,10 +35,11 @@ pub enum Plant {
     WorkspaceRenameDrift,
     ModuleTestTokenMisuse,
     CoverageGap,
+    TrustPolicyTooBroad,
 }
 
 impl Plant {
-    pub const ALL: [Plant; 17] = [
+    pub const ALL: [Plant; 18] = [
         Plant::ExchangeWithoutIssuance,
         Plant::ExchangeAfterExpiry,
         Plant::TokenOveruse,
@@ -56,6 +57,7 @@ impl Plant {
         Plant::WorkspaceRenameDrift,
         Plant::ModuleTestTokenMisuse,
         Plant::CoverageGap,
+        Plant::TrustPolicyTooBroad,
     ];
 
     /// The id of the rule that must find it.
@@ -78,6 +80,7 @@ impl Plant {
             Plant::WorkspaceRenameDrift => "workspace-rename-drift",
             Plant::ModuleTestTokenMisuse => "module-test-token-misuse",
             Plant::CoverageGap => "coverage-gap",
+            Plant::TrustPolicyTooBroad => "trust-policy-too-broad",
         }
     }
 
@@ -102,6 +105,16 @@ pub struct Planned {
     /// Workspaces and providers whose exchanges are never logged.
     silent: Vec<(usize, Provider)>,
     collected: RefCell<BTreeMap<ConfigKey, Vec<String>>>,
+}
+
+impl Planned {
+    /// The workspace whose apply role's trust policy is planted too broad.
+    pub fn broad_trust(&self) -> Option<usize> {
+        self.targets
+            .iter()
+            .find(|(p, _)| *p == Plant::TrustPolicyTooBroad)
+            .map(|(_, w)| *w)
+    }
 }
 
 impl Planned {
@@ -511,6 +524,14 @@ pub fn plant(g: &mut Gen, planned: &Planned) -> Vec<Case> {
                 c.sub = format!("organization:{}:module:iam:operation:test_run", ws.org);
                 exchange(&mut g.ids, &mut g.out, &c, &jti);
                 case.evidence = g.out.end_case();
+            }
+            Plant::TrustPolicyTooBroad => {
+                // The trust policy file is written with the estate; only the case is told here.
+                case.workspace = String::new();
+                case.description = format!(
+                    "the trust policy of {} accepts any workspace of {}",
+                    aws.apply, ws.org
+                );
             }
             Plant::CoverageGap => {
                 case.provider = "azure".into();

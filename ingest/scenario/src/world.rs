@@ -321,3 +321,77 @@ pub fn variables(c: &Config) -> Vec<(String, String)> {
     }
     v
 }
+
+/// The estate's trust policies as the clouds return them: `aws iam list-roles` for every AWS
+/// role (each pinned to its audience and its workspace's exact `sub`, the phase wildcarded) and
+/// each GCP workload identity provider (conditioned on its organization). With `broad`, that
+/// workspace's default apply role trusts any workspace of the organization instead; its
+/// statement's SHA-256 (as `credtrail inventory trust` computes it) is returned.
+pub fn trust_policies(
+    world: &World,
+    broad: Option<usize>,
+) -> (Vec<(&'static str, String)>, Option<String>) {
+    use serde_json::json;
+    use sha2::Digest;
+    let mut roles = Vec::new();
+    let mut providers = Vec::new();
+    let mut broad_sha = None;
+    for (w, ws) in world.workspaces.iter().enumerate() {
+        for c in &ws.configs {
+            match c.provider {
+                Provider::Aws => {
+                    for (phase, arn) in [("plan", &c.plan), ("apply", &c.apply)] {
+                        let account = arn.split(':').nth(4).unwrap_or("");
+                        let wide = broad == Some(w) && c.alias.is_empty() && phase == "apply";
+                        let sub = if wide {
+                            format!("organization:{}:project:*:workspace:*:run_phase:*", ws.org)
+                        } else {
+                            format!(
+                                "organization:{}:project:{}:workspace:{}:run_phase:{phase}",
+                                ws.org, ws.project, ws.name
+                            )
+                        };
+                        let statement = json!({
+                            "Effect": "Allow",
+                            "Principal": {"Federated": format!("arn:aws:iam::{account}:oidc-provider/app.terraform.io")},
+                            "Action": "sts:AssumeRoleWithWebIdentity",
+                            "Condition": {
+                                "StringEquals": {"app.terraform.io:aud": c.audience},
+                                "StringLike": {"app.terraform.io:sub": sub},
+                            },
+                        });
+                        if wide {
+                            broad_sha =
+                                Some(hex::encode(sha2::Sha256::digest(statement.to_string())));
+                        }
+                        roles.push(json!({
+                            "Path": "/",
+                            "RoleName": arn.rsplit('/').next().unwrap_or(""),
+                            "Arn": arn,
+                            "CreateDate": "2024-01-02T10:00:00Z",
+                            "MaxSessionDuration": 3600,
+                            "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [statement]},
+                        }));
+                    }
+                }
+                Provider::Gcp => providers.push(json!({
+                    "name": c.gcp_provider_name,
+                    "state": "ACTIVE",
+                    "attributeMapping": {"google.subject": "assertion.sub",
+                                         "attribute.terraform_workspace_id": "assertion.terraform_workspace_id"},
+                    "attributeCondition": format!("assertion.terraform_organization_id == '{}'", ws.org_id),
+                    "oidc": {"issuerUri": "https://app.terraform.io"},
+                })),
+                _ => {}
+            }
+        }
+    }
+    let files = vec![
+        ("trust_aws.json", json!({"Roles": roles}).to_string() + "\n"),
+        (
+            "trust_gcp.json",
+            json!({"workloadIdentityPoolProviders": providers}).to_string() + "\n",
+        ),
+    ];
+    (files, broad_sha)
+}

@@ -34,7 +34,7 @@ fn too_few_workspaces_for_the_cases_is_an_error() {
     let mut s = spec(1);
     s.workspaces = 5;
     let err = generate(&s).err().unwrap();
-    assert!(err.contains("need 18 workspaces"), "{err}");
+    assert!(err.contains("need 19 workspaces"), "{err}");
 }
 
 #[test]

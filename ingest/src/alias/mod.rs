@@ -4,11 +4,13 @@
 //! [`variables`] derives configurations from HCP Terraform's dynamic-credentials variables,
 //! [`inventory`] imports and versions them per workspace, [`attribute`] decides an event's alias
 //! from the inventory at the event's time, [`reattribute`] applies a changed inventory to stored
-//! events, and [`Attribution`] is the copy the pipeline uses.
+//! events, [`trust`] reads trust policies for the rule that judges them, and [`Attribution`] is
+//! the copy the pipeline uses.
 
 pub mod attribute;
 pub mod inventory;
 pub mod reattribute;
+pub mod trust;
 pub mod variables;
 
 use attribute::Attributor;

@@ -49,6 +49,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "findings",
         template: include_str!("../../../deploy/clickhouse/migrations/0005_findings.sql"),
     },
+    Migration {
+        version: 6,
+        name: "trust_policies",
+        template: include_str!("../../../deploy/clickhouse/migrations/0006_trust_policies.sql"),
+    },
 ];
 
 /// What the rendering needs besides capabilities.

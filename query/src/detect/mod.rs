@@ -88,6 +88,10 @@ pub const RULE_FILES: &[(&str, &str)] = &[
         "failure-spike",
         include_str!("../../rules/failure-spike/rule.toml"),
     ),
+    (
+        "trust-policy-too-broad",
+        include_str!("../../rules/trust-policy-too-broad/rule.toml"),
+    ),
 ];
 
 /// The shipped rules, parsed and checked.

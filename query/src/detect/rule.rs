@@ -110,6 +110,10 @@ pub struct Case {
     /// Declarative inventory files beside the rule, imported as valid since 2000-01-01.
     #[serde(default)]
     pub inventory: Vec<String>,
+    /// Trust policy documents beside the rule (`credtrail inventory trust`), valid since
+    /// 2000-01-01.
+    #[serde(default)]
+    pub trust: Vec<String>,
     pub window: [DateTime<Utc>; 2],
     pub expect: Vec<Expected>,
 }
