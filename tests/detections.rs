@@ -305,3 +305,52 @@ fn absence_rules_wait_until_the_missing_side_had_time_to_arrive() {
         "{out}"
     );
 }
+
+#[test]
+fn thousands_of_findings_at_once_are_stored_and_recognised_again() {
+    let ch = ClickHouse::start();
+    ch.migrate();
+    let base = "2024-07-09T10:00:00Z".parse().unwrap();
+    let mut body = String::new();
+    let mut successes = 0;
+    // Enough that their ids overflow one query's text (256 KiB) unless looked up in chunks.
+    for i in 0..9000u64 {
+        let mut r: Value =
+            serde_json::from_str(&credtrail_ingest::sample::cloudtrail_exchange(5, i, base))
+                .unwrap();
+        if r.get("errorCode").is_some() {
+            continue;
+        }
+        r["requestParameters"]["durationSeconds"] = 43_200.into();
+        body.push_str(&r.to_string());
+        body.push('\n');
+        successes += 1;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("long_sessions.ndjson");
+    std::fs::write(&file, body).unwrap();
+    ch.credtrail_ok(&["replay", file.to_str().unwrap()]);
+    let args = [
+        "detect",
+        "--since",
+        "2024-07-09T00:00:00Z",
+        "--until",
+        "2024-07-10T00:00:00Z",
+        "--rule",
+        "session-duration-above-policy",
+    ];
+    let first = ch.credtrail_ok(&args);
+    assert!(
+        first.contains(&format!("{successes} finding(s), {successes} new")),
+        "{first}"
+    );
+    let again = ch.credtrail_ok(&args);
+    assert!(
+        again.contains(&format!("{successes} finding(s), 0 new")),
+        "{again}"
+    );
+    assert_eq!(
+        ch.count("SELECT count() FROM findings FINAL") as usize,
+        successes
+    );
+}

@@ -111,6 +111,7 @@ fn alerts_after(plant: bool, wanted: &[&str]) -> (BTreeSet<String>, f64) {
         &[
             ("CREDTRAIL_HTTP_ALLOW_UNAUTHENTICATED", "true"),
             ("CREDTRAIL_DETECT_INTERVAL_SECS", "1"),
+            ("CREDTRAIL_DETECT_FULL_INTERVAL_SECS", "1"),
             // Everything is sent within a second or two; absent evidence is judged after 5 s.
             ("CREDTRAIL_DETECT_MAX_SETTLE_SECS", "5"),
             ("CREDTRAIL_LOG", "warn"),

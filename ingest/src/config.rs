@@ -33,10 +33,13 @@ pub struct DetectConfig {
     pub suppressions_file: Option<PathBuf>,
     pub enabled: bool,
     pub interval_secs: u64,
+    pub fast_window_secs: u64,
+    pub full_interval_secs: u64,
     pub window_secs: u64,
     pub max_lateness_secs: u64,
     pub future_skew_secs: u64,
     pub max_settle_secs: Option<u64>,
+    pub parallel_rules: usize,
 }
 
 impl Default for DetectConfig {
@@ -44,11 +47,14 @@ impl Default for DetectConfig {
         DetectConfig {
             suppressions_file: None,
             enabled: true,
-            interval_secs: 30,
+            interval_secs: 10,
+            fast_window_secs: 900,
+            full_interval_secs: 300,
             window_secs: 6 * 3600,
             max_lateness_secs: 7 * 86400,
             future_skew_secs: 300,
             max_settle_secs: None,
+            parallel_rules: 4,
         }
     }
 }
@@ -409,11 +415,19 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     (
         "detect.interval_secs",
-        "How often `credtrail serve` evaluates the rules, in seconds.",
+        "How often `credtrail serve` runs the fast pass (the last `detect.fast_window_secs`), in seconds: about the time from an event to its finding.",
+    ),
+    (
+        "detect.fast_window_secs",
+        "The event-time span each fast pass judges.",
+    ),
+    (
+        "detect.full_interval_secs",
+        "How often the full pass runs (the last `detect.window_secs` plus late arrivals), in seconds.",
     ),
     (
         "detect.window_secs",
-        "Each scheduled evaluation judges the events of the last this many seconds (event time).",
+        "Each full pass judges the events of the last this many seconds (event time), and late arrivals.",
     ),
     (
         "detect.max_lateness_secs",
@@ -426,6 +440,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "detect.max_settle_secs",
         "Caps how long rules about absent evidence wait after an event arrives for its counterpart (each rule's `settle_seconds`); unset: the rules' own.",
+    ),
+    (
+        "detect.parallel_rules",
+        "How many rules a fast pass evaluates at once (the full pass goes one at a time).",
     ),
     (
         "metrics.max_aliases",
@@ -604,6 +622,18 @@ impl Config {
         }
         if d.window_secs < 60 {
             e.push(err("detect.window_secs", "must be at least 60"));
+        }
+        if d.fast_window_secs == 0 || d.fast_window_secs > d.window_secs {
+            e.push(err(
+                "detect.fast_window_secs",
+                "must be at least 1 and at most detect.window_secs",
+            ));
+        }
+        if !(1..=64).contains(&d.parallel_rules) {
+            e.push(err("detect.parallel_rules", "must be between 1 and 64"));
+        }
+        if d.full_interval_secs == 0 {
+            e.push(err("detect.full_interval_secs", "must be at least 1"));
         }
         if d.max_lateness_secs < d.window_secs {
             e.push(err(

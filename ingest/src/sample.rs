@@ -4,7 +4,8 @@
 //!
 //! Shape follows domain.md §2.1 field by field: one in ten is an `AccessDenied` failure (no
 //! credentials, audience only in `principalId`), the rest successes with a console-style
-//! `expiration`; workspaces, phases and regions vary with the sequence number.
+//! `expiration`; every four records are one run (one workspace, one worker address, plan and
+//! apply twice); phases and regions vary with the sequence number.
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -28,10 +29,13 @@ pub fn event_id(salt: u32, i: u64) -> String {
 
 /// Record `i` of a generated stream, as compact JSON.
 pub fn cloudtrail_exchange(salt: u32, i: u64, base: DateTime<Utc>) -> String {
-    let ws = WORKSPACES[(i % WORKSPACES.len() as u64) as usize];
+    // Four records a run (plan, apply, and each again a moment later), one workspace and one
+    // worker address per run: ordinary traffic, not the replay the rules look for.
+    let run_no = i / 4;
+    let ws = WORKSPACES[(run_no % WORKSPACES.len() as u64) as usize];
     let phase = if i.is_multiple_of(2) { "plan" } else { "apply" };
     let region = REGIONS[(i % REGIONS.len() as u64) as usize];
-    let run = format!("run-{:016}", i / 4);
+    let run = format!("run-{salt:08x}{run_no:08}");
     let time = base + Duration::milliseconds(i as i64 * 7);
     let sub = format!("organization:acme:project:Default Project:workspace:{ws}:run_phase:{phase}");
     let provider = "arn:aws:iam::111122223333:oidc-provider/app.terraform.io";
@@ -40,8 +44,8 @@ pub fn cloudtrail_exchange(salt: u32, i: u64, base: DateTime<Utc>) -> String {
     let common = format!(
         r#""eventVersion":"1.08","userIdentity":{{"type":"WebIdentityUser","principalId":"{provider}:aws.workload.identity:{sub}","userName":"{sub}","identityProvider":"{provider}"}},"eventTime":"{}","eventSource":"sts.amazonaws.com","eventName":"AssumeRoleWithWebIdentity","awsRegion":"{region}","sourceIPAddress":"52.86.{}.{}","userAgent":"APN/1.0 HashiCorp/1.0 Terraform/1.9.5 (+https://www.terraform.io) terraform-provider-aws/5.70.0 aws-sdk-go-v2/1.30.5 api/sts/1.30.7","requestParameters":{{"roleArn":"{role}","roleSessionName":"terraform-run-{run}"}}"#,
         time.format("%Y-%m-%dT%H:%M:%SZ"),
-        (i / 256) % 256,
-        i % 256,
+        (run_no / 256) % 256,
+        run_no % 256,
     );
     let tail = format!(
         r#""requestID":"{id}","eventID":"{id}","readOnly":true,"resources":[{{"accountId":"111122223333","type":"AWS::IAM::Role","ARN":"{role}"}}],"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"111122223333","eventCategory":"Management","tlsDetails":{{"tlsVersion":"TLSv1.3","cipherSuite":"TLS_AES_128_GCM_SHA256","clientProvidedHostHeader":"sts.{region}.amazonaws.com"}}"#
@@ -75,7 +79,7 @@ mod tests {
                 panic!("record {i} ignored");
             };
             assert_eq!(row.source_event_id, event_id(7, i));
-            assert_eq!(row.run_id, format!("run-{:016}", i / 4));
+            assert_eq!(row.run_id, format!("run-{:08x}{:08}", 7, i / 4));
             assert_eq!(row.outcome, if i % 10 == 9 { "failure" } else { "success" });
             if i % 10 != 9 {
                 assert!(row.session_expiry.is_some(), "expiry of {i}: {text}");

@@ -120,7 +120,8 @@ pub async fn detect(config: Option<&Path>, args: DetectArgs) -> anyhow::Result<E
             cap_seconds: config.detect.max_settle_secs,
         }
     };
-    for e in engine::evaluate(&store, &rules, since, until, settle, &suppressions).await? {
+    let window = credtrail_query::detect::rule::Window::new(since, until);
+    for e in engine::evaluate(&store, &rules, window, settle, &suppressions).await? {
         println!(
             "{:<32} {} finding(s), {} new, {} suppressed",
             e.rule_id, e.findings, e.new, e.suppressed

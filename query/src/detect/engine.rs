@@ -109,19 +109,19 @@ pub enum Settle {
     On { cap_seconds: Option<u64> },
 }
 
-/// Evaluates rules over `[start, end)` and stores their findings.
+/// Evaluates rules over `window` (`settled` is set per rule from `settle`) and stores their
+/// findings.
 pub async fn evaluate(
     store: &Store,
     rules: &[Rule],
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
+    window: Window,
     settle: Settle,
     suppressions: &Suppressions,
 ) -> Result<Vec<Evaluation>, QueryError> {
     let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap_or_else(Utc::now);
     let mut out = Vec::new();
     for rule in rules {
-        let mut window = Window::new(start, end);
+        let mut window = window;
         if let Settle::On { cap_seconds } = settle {
             let wait = cap_seconds.map_or(rule.settle_seconds, |c| c.min(rule.settle_seconds));
             window.settled = now - chrono::Duration::seconds(i64::try_from(wait).unwrap_or(0));
@@ -228,6 +228,9 @@ fn same_but_version(k: &Finding, f: &Finding) -> bool {
     &f == k
 }
 
+/// Finding ids per lookup: 1,000 ids of 35 bytes stay well inside `max_query_size` (256 KiB).
+const IDS_PER_LOOKUP: usize = 1000;
+
 /// Stored findings by id (the columns in `Finding` order).
 pub const KNOWN_FINDINGS_SQL: &str = "SELECT finding_id, rule_id, severity, provider, org_name, \
      workspace_name, alias_tag, run_id, principal, first_seen, last_seen, evidence, summary, \
@@ -241,16 +244,18 @@ pub async fn known_findings(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows = store
-        .client()
-        .query(KNOWN_FINDINGS_SQL)
-        .bind(ids)
-        .fetch_all::<Finding>()
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|k| (k.finding_id.clone(), k))
-        .collect())
+    let mut known = HashMap::new();
+    // In chunks: a rule can find thousands at once, and the ids travel in the query text.
+    for chunk in ids.chunks(IDS_PER_LOOKUP) {
+        let rows = store
+            .client()
+            .query(KNOWN_FINDINGS_SQL)
+            .bind(chunk)
+            .fetch_all::<Finding>()
+            .await?;
+        known.extend(rows.into_iter().map(|k| (k.finding_id.clone(), k)));
+    }
+    Ok(known)
 }
 
 /// Sets the status of stored findings (`open` or `resolved`; `suppressed` comes from

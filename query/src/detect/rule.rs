@@ -7,8 +7,17 @@
 //! `workspace_name`, `alias_tag`, `run_id`, `principal` (what the finding is about: a role, a
 //! service account, a variable), `first_seen`, `last_seen` (DateTime), `evidence`
 //! (Array(String) of source event ids) and `summary`, in this order. Placeholders: `{start}` and
-//! `{end}` (the window, as `toDateTime(...)`), `{settled}` (see `settle_seconds`), and `{name}`
-//! for each of the rule's `[params]`.
+//! `{end}` (the window, as `toDateTime(...)`), `{settled}` (see `settle_seconds`),
+//! `{new_arrivals}` (see `fast`), and `{name}` for each of the rule's `[params]`.
+//!
+//! Time windows go in `PREWHERE`: with `FINAL`, a `PREWHERE` on sorting-key columns
+//! (`event_time`, `dedup_key`) keeps or drops every version of a row alike, so the latest version
+//! still wins, and the server reads the other columns only of the rows in the window.
+//!
+//! A rule that one event is enough to judge is marked `fast`: `credtrail serve` evaluates it
+//! every few seconds over the events that arrived since its previous pass. Its main scan adds
+//! `{new_arrivals}` to its `PREWHERE`: a condition on `dedup_key` selecting those events (every
+//! version of each), or `1` outside fast passes.
 //!
 //! A rule that finds something *missing* (an issuance, an exchange log, an alias' exchange) sets
 //! `settle_seconds`: how long after an event arrives its counterpart may still be in flight. Its
@@ -57,12 +66,14 @@ impl Severity {
 }
 
 /// What one evaluation judges: events of `[start, end)`; for rules about absent evidence, only
-/// those that arrived before `settled`.
+/// those that arrived before `settled`; for fast rules, only those that arrived since `arrived`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
     pub settled: DateTime<Utc>,
+    /// Only events ingested since then (fast passes; `None` elsewhere).
+    pub arrived: Option<DateTime<Utc>>,
 }
 
 impl Window {
@@ -72,6 +83,7 @@ impl Window {
             start,
             end,
             settled: DateTime::from_timestamp(i64::from(u32::MAX), 0).unwrap_or(end),
+            arrived: None,
         }
     }
 }
@@ -87,6 +99,11 @@ pub struct Rule {
     pub severity: Severity,
     /// For alert grouping: `token`, `privilege`, `trust`, `configuration`, `coverage`, ...
     pub family: String,
+    /// Judged on each event (or document) alone, so `credtrail serve`'s fast pass evaluates it
+    /// over new arrivals (`{new_arrivals}`); the others (aggregates, baselines, absences) need
+    /// the full pass's context.
+    #[serde(default)]
+    pub fast: bool,
     pub description: String,
     /// What the evidence ids point at.
     pub evidence: String,
@@ -147,6 +164,12 @@ impl Rule {
         // Rendering checks the placeholders.
         rule.render(&Window::new(DateTime::UNIX_EPOCH, DateTime::UNIX_EPOCH))
             .map_err(|e| format!("{}: {e}", rule.id))?;
+        if rule.fast && rule.sql.contains("FROM events") && !rule.sql.contains("{new_arrivals}") {
+            return Err(format!(
+                "{}: a fast rule over events selects them with `{{new_arrivals}}`",
+                rule.id
+            ));
+        }
         if (rule.settle_seconds > 0) != rule.sql.contains("{settled}") {
             return Err(format!(
                 "{}: `settle_seconds` and `{{settled}}` in the SQL go together",
@@ -183,6 +206,19 @@ impl Rule {
             ("start".into(), at(w.start)),
             ("end".into(), at(w.end)),
             ("settled".into(), at(w.settled)),
+            (
+                "new_arrivals".into(),
+                match w.arrived {
+                    None => "1".into(),
+                    Some(t) => format!(
+                        "dedup_key IN (SELECT dedup_key FROM events PREWHERE event_time >= {} \
+                         AND event_time < {} AND ingest_time >= {})",
+                        at(w.start),
+                        at(w.end),
+                        at(t)
+                    ),
+                },
+            ),
         ];
         values.extend(self.params.iter().map(|(k, v)| (k.clone(), v.to_string())));
         for (name, value) in values {

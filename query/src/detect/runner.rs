@@ -1,13 +1,21 @@
-//! The detection loop of `credtrail serve`: on every tick, the windows [`Schedule`] plans are
-//! evaluated rule by rule (a failing rule does not stop the others; the tick is then retried,
-//! since the watermark stays), and the findings gauges are refreshed from ClickHouse.
+//! The detection loops of `credtrail serve`, two of them so that a finding shows in seconds
+//! while every event is still judged in full context:
+//! - the *fast pass*, every `detect.interval_secs`, judges the last `detect.fast_window_secs`
+//!   with the rules marked `fast` (one event is enough to judge them);
+//! - the *full pass*, every `detect.full_interval_secs`, judges the windows [`Schedule`] plans
+//!   (the sliding `detect.window_secs` and late arrivals) and advances the watermark.
+//!
+//! Both evaluate rule by rule (a failing rule does not stop the others; a full pass that had a
+//! failure is retried, since the watermark stays) and refresh the findings gauges. Finding ids
+//! are deterministic and versions merge, so what both passes find is one finding.
 
 use super::metrics::DetectMetrics;
-use super::rule::Rule;
+use super::rule::{Rule, Window};
 use super::schedule::{ARRIVALS_SQL, Arrivals, Schedule};
 use super::suppress::Suppressions;
 use super::{engine, findings};
 use crate::QueryError;
+use futures::StreamExt;
 use chrono::{DateTime, Utc};
 use clickhouse::Row;
 use credtrail_ingest::config::DetectConfig;
@@ -17,6 +25,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 /// Evaluates the rules on a schedule.
+#[derive(Clone)]
 pub struct Detector {
     store: Store,
     rules: Vec<Rule>,
@@ -24,8 +33,18 @@ pub struct Detector {
     suppressions: Suppressions,
     schedule: Schedule,
     settle: engine::Settle,
+    fast_window: chrono::Duration,
+    future_skew: chrono::Duration,
+    full_interval: std::time::Duration,
+    parallel: usize,
+    /// When the previous successful fast pass began.
+    fast_since: Option<DateTime<Utc>>,
     metrics: DetectMetrics,
 }
+
+/// How far before the previous fast pass each fast pass looks for arrivals (rows normalized
+/// just before a pass and inserted just after it; the full pass judges anything later still).
+pub const FAST_OVERLAP: chrono::Duration = chrono::Duration::seconds(10);
 
 /// What one tick did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -58,30 +77,49 @@ impl Detector {
             settle: engine::Settle::On {
                 cap_seconds: config.max_settle_secs,
             },
+            fast_window: secs(config.fast_window_secs),
+            future_skew: secs(config.future_skew_secs),
+            full_interval: std::time::Duration::from_secs(config.full_interval_secs.max(1)),
+            parallel: config.parallel_rules.max(1),
+            fast_since: None,
             metrics,
         }
     }
 
-    /// Ticks every `interval` until `stop` resolves.
-    pub async fn run(mut self, interval: std::time::Duration, stop: impl Future<Output = ()>) {
-        let mut every = tokio::time::interval(interval);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                _ = &mut stop => return,
-                _ = every.tick() => {}
-            }
-            match self.tick(Utc::now()).await {
-                Ok(t) if t.new > 0 => tracing::info!(new = t.new, "findings"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!("detection tick failed, retried next tick: {e}"),
-            }
+    /// Runs the fast pass every `interval` and the full pass every `detect.full_interval_secs`
+    /// until `stop` resolves.
+    pub async fn run(self, interval: std::time::Duration, stop: impl Future<Output = ()>) {
+        let full_every = self.full_interval;
+        let fast_loop = every(interval, self.clone(), Pass::Fast);
+        let full_loop = every(full_every, self, Pass::Full);
+        tokio::select! {
+            _ = stop => {}
+            _ = fast_loop => {}
+            _ = full_loop => {}
         }
     }
 
-    /// One evaluation at `now`.
-    pub async fn tick(&mut self, now: DateTime<Utc>) -> Result<Tick, QueryError> {
+    /// The fast pass at `now`: the fast rules over what arrived since the previous fast pass
+    /// began (less [`FAST_OVERLAP`]) in the last `fast_window`; the watermark stays.
+    pub async fn fast_pass(&mut self, now: DateTime<Utc>) -> Result<Tick, QueryError> {
+        self.reload_suppressions();
+        let start = now - self.fast_window;
+        let mut window = Window::new(start, now + self.future_skew);
+        window.arrived = Some(self.fast_since.map_or(start, |t| t - FAST_OVERLAP).max(start));
+        let tick = self.evaluate(&[window], true).await;
+        self.refresh_open().await?;
+        if tick.failed_rules > 0 {
+            return Err(QueryError::Output(format!(
+                "{} rule evaluation(s) failed",
+                tick.failed_rules
+            )));
+        }
+        self.fast_since = Some(now);
+        Ok(tick)
+    }
+
+    /// The full pass at `now`: the planned windows, then the watermark advances.
+    pub async fn full_pass(&mut self, now: DateTime<Utc>) -> Result<Tick, QueryError> {
         self.reload_suppressions();
         let q = self.schedule.arrival_query(now);
         let secs = |t: DateTime<Utc>| t.timestamp().max(0);
@@ -104,50 +142,12 @@ impl Detector {
             too_late: arrived.too_late,
         };
         let plan = self.schedule.plan(now, arrivals);
-        let mut tick = Tick {
-            windows: plan.windows.len(),
-            ..Tick::default()
-        };
-        for (start, end) in &plan.windows {
-            for rule in &self.rules {
-                let began = Instant::now();
-                let result = engine::evaluate(
-                    &self.store,
-                    std::slice::from_ref(rule),
-                    *start,
-                    *end,
-                    self.settle,
-                    &self.suppressions,
-                )
-                .await;
-                self.metrics
-                    .evaluation_seconds
-                    .with_label_values(&[&rule.id])
-                    .observe(began.elapsed().as_secs_f64());
-                match result {
-                    Ok(evaluations) => {
-                        self.metrics
-                            .evaluations
-                            .with_label_values(&[&rule.id, "ok"])
-                            .inc();
-                        let new: usize = evaluations.iter().map(|e| e.new).sum();
-                        self.metrics
-                            .findings
-                            .with_label_values(&[&rule.id, rule.severity.as_str(), &rule.family])
-                            .inc_by(new as u64);
-                        tick.new += new;
-                    }
-                    Err(e) => {
-                        self.metrics
-                            .evaluations
-                            .with_label_values(&[&rule.id, "error"])
-                            .inc();
-                        tracing::warn!(rule = %rule.id, "evaluation failed: {e}");
-                        tick.failed_rules += 1;
-                    }
-                }
-            }
-        }
+        let windows: Vec<Window> = plan
+            .windows
+            .iter()
+            .map(|(start, end)| Window::new(*start, *end))
+            .collect();
+        let tick = self.evaluate(&windows, false).await;
         self.refresh_open().await?;
         if tick.failed_rules > 0 {
             return Err(QueryError::Output(format!(
@@ -162,6 +162,79 @@ impl Detector {
             .set(self.schedule.watermark().timestamp());
         self.metrics.last_success.set(now.timestamp());
         Ok(tick)
+    }
+
+    /// Rule `i` over `window`, and how long it took.
+    async fn evaluate_rule(
+        &self,
+        i: usize,
+        window: Window,
+    ) -> (usize, Result<Vec<engine::Evaluation>, QueryError>, f64) {
+        let began = Instant::now();
+        let result = engine::evaluate(
+            &self.store,
+            std::slice::from_ref(&self.rules[i]),
+            window,
+            self.settle,
+            &self.suppressions,
+        )
+        .await;
+        (i, result, began.elapsed().as_secs_f64())
+    }
+
+    /// Evaluates every rule (only the `fast` ones with `fast_only`) over each window.
+    async fn evaluate(&self, windows: &[Window], fast_only: bool) -> Tick {
+        let mut tick = Tick {
+            windows: windows.len(),
+            ..Tick::default()
+        };
+        for window in windows {
+            // Rules run side by side (`detect.parallel_rules` at once): on older servers a
+            // `FINAL` read is one stream, so one query alone leaves cores idle.
+            let results: Vec<(usize, Result<Vec<engine::Evaluation>, QueryError>, f64)> =
+                futures::stream::iter(0..self.rules.len())
+                    .filter(|&i| std::future::ready(!fast_only || self.rules[i].fast))
+                    .map(|i| self.evaluate_rule(i, *window))
+                    // The full pass goes one rule at a time, leaving the server room for the
+                    // fast pass beside it.
+                    .buffer_unordered(if fast_only { self.parallel } else { 1 })
+                    .collect()
+                    .await;
+            for (i, result, took) in results {
+                let rule = &self.rules[i];
+                self.metrics
+                    .evaluation_seconds
+                    .with_label_values(&[&rule.id])
+                    .observe(took);
+                match result {
+                    Ok(evaluations) => {
+                        self.metrics
+                            .evaluations
+                            .with_label_values(&[&rule.id, "ok"])
+                            .inc();
+                        let new: usize = evaluations.iter().map(|e| e.new).sum();
+                        self.metrics
+                            .findings
+                            .with_label_values(&[
+                                &rule.id,
+                                rule.severity.as_str(),
+                                &rule.family,
+                            ])
+                            .inc_by(new as u64);
+                        tick.new += new;
+                    }
+                    Err(e) => {
+                        self.metrics
+                            .evaluations
+                            .with_label_values(&[&rule.id, "error"])
+                            .inc();
+                        tracing::warn!(rule = %rule.id, "evaluation failed: {e}");
+                        tick.failed_rules += 1;
+                    }
+                }
+            }
+        }
+        tick
     }
 
     /// Sets the open-findings gauges from ClickHouse (every rule, zero included).
@@ -193,4 +266,34 @@ impl Detector {
             ),
         }
     }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Pass {
+    Fast,
+    Full,
+}
+
+/// Runs one kind of pass every `period` (a slow pass delays the next, never piles them up),
+/// forever.
+async fn every(period: std::time::Duration, mut detector: Detector, pass: Pass) {
+    let mut every = tokio::time::interval(period);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let now = Utc::now();
+        let result = match pass {
+            Pass::Fast => detector.fast_pass(now).await,
+            Pass::Full => detector.full_pass(now).await,
+        };
+        match result {
+            Ok(t) if t.new > 0 => tracing::info!(new = t.new, ?pass, "findings"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(?pass, "detection pass failed, retried: {e}"),
+        }
+    }
+}
+
+fn secs(s: u64) -> chrono::Duration {
+    chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000))
 }
