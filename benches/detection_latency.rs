@@ -208,4 +208,8 @@ fn main() {
     means.sort_by(|a, b| b.0.total_cmp(&a.0));
     let slowest: Vec<String> = means.iter().take(5).map(|(ms, r)| format!("{r} {ms:.0} ms")).collect();
     println!("slowest rules (mean): {}", slowest.join(", "));
+    // serve before ClickHouse, so that it does not log its lost connection.
+    if let Some(serve) = Arc::into_inner(serve) {
+        assert!(serve.stop(), "credtrail serve did not stop cleanly");
+    }
 }

@@ -10,9 +10,10 @@
 //! `{end}` (the window, as `toDateTime(...)`), `{settled}` (see `settle_seconds`),
 //! `{new_arrivals}` (see `fast`), and `{name}` for each of the rule's `[params]`.
 //!
-//! Time windows go in `PREWHERE`: with `FINAL`, a `PREWHERE` on sorting-key columns
-//! (`event_time`, `dedup_key`) keeps or drops every version of a row alike, so the latest version
-//! still wins, and the server reads the other columns only of the rows in the window.
+//! Time windows and event kinds go in `PREWHERE`: with `FINAL`, a `PREWHERE` on columns every
+//! version of an event shares (all but `alias_tag`, `alias_match` and `ingest_time`, which
+//! re-attribution changes) keeps or drops every version alike, so the latest still wins, and
+//! the server reads the other columns only of the rows that pass.
 //!
 //! A rule that one event is enough to judge is marked `fast`: `credtrail serve` evaluates it
 //! every few seconds over the events that arrived since its previous pass. Its main scan adds
@@ -164,6 +165,20 @@ impl Rule {
         // Rendering checks the placeholders.
         rule.render(&Window::new(DateTime::UNIX_EPOCH, DateTime::UNIX_EPOCH))
             .map_err(|e| format!("{}: {e}", rule.id))?;
+        // A re-attributed event has versions that differ in these: a PREWHERE on them could keep
+        // an old version and drop the latest before FINAL chooses.
+        for line in rule.sql.lines().filter(|l| l.trim_start().starts_with("PREWHERE")) {
+            if ["alias_tag", "alias_match", "ingest_time"]
+                .iter()
+                .any(|c| line.contains(c))
+            {
+                return Err(format!(
+                    "{}: PREWHERE on a column that differs between versions: {}",
+                    rule.id,
+                    line.trim()
+                ));
+            }
+        }
         if rule.fast && rule.sql.contains("FROM events") && !rule.sql.contains("{new_arrivals}") {
             return Err(format!(
                 "{}: a fast rule over events selects them with `{{new_arrivals}}`",
