@@ -1,16 +1,35 @@
 #!/usr/bin/env bash
 # The main job end to end on this machine: a private ClickHouse (Debian's, installed if missing),
 # credtrail built and migrated, the alias inventory imported (tests/inventory: saved HCP Terraform
-# API responses), the collector started, the bundled sample events of every format (tests/fixtures:
-# CloudTrail, GCP, Entra, Vault, audit trails, issuance) posted through the HTTP collector with
-# formats detected, a token captured by `credtrail emit`, each exchange's alias attribution, and one
-# run's timeline read back from ClickHouse.
+# API responses), `credtrail serve` started (collectors plus scheduled detection), the bundled
+# sample events of every format (tests/fixtures) posted with formats detected, a token captured
+# by `credtrail emit`, each exchange's alias attribution, then a generated scenario (two days of
+# traffic of two organizations with one planted case per detection rule) sent to it, its findings
+# as detection finds them, and Prometheus (Debian's) scraping credtrail with the shipped alert
+# rules. credtrail serve and Prometheus keep running for you to explore; `deploy/demo.sh stop`
+# stops them (and the private ClickHouse).
 #
 # CLICKHOUSE_URL=http://host:8123 uses an existing server instead of starting one; the demo
 # (re)creates its own database there, `credtrail_demo`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { printf '\n== %s\n' "$*"; }
+state=.local/demo
+stop_demo() {
+  for f in "$state"/*.pid; do
+    [ -f "$f" ] || continue
+    kill "$(cat "$f")" 2>/dev/null || true
+    rm -f "$f"
+  done
+}
+if [ "${1:-}" = stop ]; then
+  stop_demo
+  deploy/clickhouse/local.sh stop || true
+  exit 0
+fi
+stop_demo
+mkdir -p "$state"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 if [ -n "${CLICKHOUSE_URL:-}" ]; then
   ch_url=$CLICKHOUSE_URL
@@ -36,15 +55,37 @@ say "credtrail inventory import (workspaces, variables, variable sets as the HCP
 $bin inventory import --valid-from 2024-01-01T00:00:00Z tests/inventory/*.json
 $bin inventory show --at 2024-07-09T00:00:00Z
 
-say "credtrail ingest (HTTP collector)"
+say "credtrail serve (HTTP collector, scheduled detection, /metrics)"
 token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 collector=http://127.0.0.1:$port
-CREDTRAIL_HTTP_AUTH_TOKENS=$token CREDTRAIL_HTTP_LISTEN=127.0.0.1:$port CREDTRAIL_LOG=warn $bin ingest &
-collector_pid=$!
-trap 'kill $collector_pid 2>/dev/null || true' EXIT
+# Detection every 2 s (full pass every 5 s) and absent evidence judged after 10 s, for the demo.
+CREDTRAIL_HTTP_AUTH_TOKENS=$token CREDTRAIL_HTTP_LISTEN=127.0.0.1:$port CREDTRAIL_LOG=warn \
+  CREDTRAIL_DETECT_INTERVAL_SECS=2 CREDTRAIL_DETECT_FULL_INTERVAL_SECS=5 \
+  CREDTRAIL_DETECT_MAX_SETTLE_SECS=10 CREDTRAIL_ALIAS_REFRESH_SECS=2 \
+  nohup $bin serve >"$state/serve.log" 2>&1 &
+echo $! >"$state/serve.pid"
 for _ in $(seq 1 100); do curl -fsS "$collector/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -fsS "$collector/readyz"
+
+if ! command -v prometheus >/dev/null; then
+  say "installing Debian's prometheus"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null \
+    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
+fi
+prom_port=$(free_port)
+prom=http://127.0.0.1:$prom_port
+printf '%s\n' \
+  "global: {scrape_interval: 2s, evaluation_interval: 2s}" \
+  "rule_files: [\"$PWD/deploy/prometheus/rules/credtrail.yml\"]" \
+  "scrape_configs:" \
+  "  - job_name: credtrail" \
+  "    static_configs: [{targets: [\"127.0.0.1:$port\"]}]" >"$state/prometheus.yml"
+nohup prometheus --config.file="$state/prometheus.yml" --storage.tsdb.path="$state/prometheus" \
+  --web.listen-address="127.0.0.1:$prom_port" --log.level=warn >"$state/prometheus.log" 2>&1 &
+echo $! >"$state/prometheus.pid"
+for _ in $(seq 1 100); do curl -fsS "$prom/-/ready" >/dev/null 2>&1 && break; sleep 0.1; done
+echo "Prometheus at $prom, scraping credtrail with deploy/prometheus/rules/credtrail.yml"
 
 post() { # source file
   printf '%-80s ' "$2"
@@ -59,7 +100,7 @@ for f in tests/fixtures/cloudtrail/*; do post auto "$f"; done
 say "credtrail emit: an agent hook captures the run's token (claims and fingerprint only)"
 b64() { python3 -c 'import base64,sys; print(base64.urlsafe_b64encode(sys.argv[1].encode()).decode().rstrip("="))' "$1"; }
 now=$(date +%s)
-claims='{"jti":"demo-'$now'","iss":"https://app.terraform.io","aud":"aws.workload.identity","sub":"organization:acme:project:Default Project:workspace:network-prod:run_phase:plan","iat":'$now',"exp":'$((now + 300))',"terraform_run_id":"run-DemoEmit000001","terraform_workspace_id":"ws-NetProd0000001","terraform_run_phase":"plan"}'
+claims='{"jti":"demo-'$now'","iss":"https://app.terraform.io","aud":"aws.workload.identity","sub":"organization:acme:project:Default Project:workspace:network-prod:run_phase:plan","iat":'$now',"exp":'$((now + 300))',"terraform_run_id":"run-DemoEmit000001","terraform_workspace_id":"ws-7Qd2CwLx8HXZPf3q","terraform_run_phase":"plan"}'
 demo_token="$(b64 '{"alg":"RS256","typ":"JWT"}').$(b64 "$claims").$(b64 signature)"
 TFC_AWS_PROVIDER_AUTH=true TFC_AWS_RUN_ROLE_ARN=arn:aws:iam::111122223333:role/tfc-runner \
   TFC_WORKLOAD_IDENTITY_TOKEN=$demo_token CREDTRAIL_EMIT_AUTH_TOKEN=$token \
@@ -75,8 +116,49 @@ $bin findings --since 2024-07-01T00:00:00Z
 say "credtrail query run run-LMCK4SSiBfR6Y6rb"
 $bin query run run-LMCK4SSiBfR6Y6rb
 
+say "credtrail generate: two days of two organizations' traffic, one planted case per rule"
+scenario=$state/scenario
+rm -rf "$scenario"
+$bin generate --out "$scenario" --seed 42 --orgs 2 --workspaces 20 --runs-per-day 6
+# In force since the scenario's first day; serve reloads it within 2 s (alias.refresh_secs).
+start=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["start"])' "$scenario/expected.json")
+$bin inventory import --no-reattribute --valid-from "$start" "$scenario/inventory.toml"
+$bin inventory trust --valid-from "$start" "$scenario"/trust_*.json
+sleep 3
+for f in issuance.ndjson cloudtrail.ndjson gcp.ndjson entra.ndjson vault.log audit_trail.json; do
+  post auto "$scenario/$f"
+done
+
+say "credtrail serve finds the planted cases as it goes (waiting for detection)"
+since=$(date -u -d '3 days ago' +%Y-%m-%dT%H:%M:%SZ)
+count_found() {
+  $bin findings --since "$since" --format json --limit 100000 | python3 -c '
+import json, sys
+cases = json.load(open(sys.argv[1]))["cases"]
+found = {(f["rule"], f["workspace"], f["alias"]) for f in json.load(sys.stdin)}
+print(sum((c["rule"], c["workspace"], c["alias"]) in found for c in cases))' "$scenario/expected.json"
+}
+want=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["cases"]))' "$scenario/expected.json")
+found=0
+for _ in $(seq 1 60); do
+  found=$(count_found)
+  [ "$found" -ge "$want" ] && break
+  sleep 2
+done
+echo "planted cases found: $found of $want"
+$bin findings --since "$since" --severity high
+
+say "alerts firing in Prometheus"
+sleep 6
+curl -fsS "$prom/api/v1/alerts" | python3 -c '
+import json, sys
+alerts = [a for a in json.load(sys.stdin)["data"]["alerts"] if a["state"] == "firing"]
+for a in sorted(alerts, key=lambda a: a["labels"]["alertname"]):
+    print("%-34s %s" % (a["labels"]["alertname"], a["annotations"].get("summary", "")))'
+
 say "done"
-echo "collector metrics were at $collector/metrics (stopped with this script)"
-echo "events are in ClickHouse at $ch_url, database credtrail_demo; try:"
-echo "  curl -s '$ch_url/?database=credtrail_demo' --data-binary 'SELECT outcome, error_code, count() FROM events FINAL GROUP BY outcome, error_code'"
-echo "stop the server with: deploy/clickhouse/local.sh stop"
+echo "credtrail serve:  $collector/metrics   (log: $state/serve.log)"
+echo "Prometheus:       $prom/alerts"
+echo "ClickHouse:       $ch_url, database credtrail_demo; try:"
+echo "  curl -s '$ch_url/?database=credtrail_demo' --data-binary 'SELECT rule_id, count() FROM findings FINAL GROUP BY rule_id'"
+echo "stop everything:  deploy/demo.sh stop"

@@ -4,7 +4,7 @@
 //! late (their event time before that window) are found by their `ingest_time`: the watermark is
 //! the ingest time up to which arrivals have been looked at, and each tick looks at arrivals since
 //! the watermark (less [`ARRIVAL_OVERLAP`], for rows normalized before a tick and inserted after
-//! it) and judges `[earliest late event, now - window)` too. Arrivals older than `max_lateness`
+//! it) and judges `[earliest late event, now - window)` too, in windows of the same length. Arrivals older than `max_lateness`
 //! are not judged again, only counted. Finding ids are deterministic, so judging a window twice
 //! changes nothing; the watermark advances only when a tick succeeded.
 
@@ -72,9 +72,14 @@ impl Schedule {
         let current_start = now - self.window;
         let mut windows = Vec::new();
         if let Some(earliest) = arrivals.earliest_late {
-            let earliest = earliest.max(now - self.max_lateness);
-            if earliest < current_start {
-                windows.push((earliest, current_start));
+            // In windows of the sliding window's length, so that a backfill of several days is
+            // judged day by day as it would have been live: rules with a baseline compare each
+            // stretch with what came before it.
+            let mut from = earliest.max(now - self.max_lateness);
+            while from < current_start {
+                let to = (from + self.window).min(current_start);
+                windows.push((from, to));
+                from = to;
             }
         }
         windows.push((current_start, now + self.future_skew));
@@ -148,7 +153,14 @@ mod tests {
         assert_eq!(
             plan.windows,
             vec![
-                (t("2024-07-09T03:30:00Z"), t("2024-07-09T11:00:00Z")),
+                (t("2024-07-09T03:30:00Z"), t("2024-07-09T04:30:00Z")),
+                (t("2024-07-09T04:30:00Z"), t("2024-07-09T05:30:00Z")),
+                (t("2024-07-09T05:30:00Z"), t("2024-07-09T06:30:00Z")),
+                (t("2024-07-09T06:30:00Z"), t("2024-07-09T07:30:00Z")),
+                (t("2024-07-09T07:30:00Z"), t("2024-07-09T08:30:00Z")),
+                (t("2024-07-09T08:30:00Z"), t("2024-07-09T09:30:00Z")),
+                (t("2024-07-09T09:30:00Z"), t("2024-07-09T10:30:00Z")),
+                (t("2024-07-09T10:30:00Z"), t("2024-07-09T11:00:00Z")),
                 (t("2024-07-09T11:00:00Z"), t("2024-07-09T12:05:00Z")),
             ]
         );
