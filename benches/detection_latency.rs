@@ -23,7 +23,9 @@ use support::*;
 fn findings_counted(serve: &Collector) -> u64 {
     let (_, text) = serve.get("/metrics");
     text.lines()
-        .filter(|l| l.starts_with("credtrail_findings_total{") && l.contains("rule=\"trust-root-change\""))
+        .filter(|l| {
+            l.starts_with("credtrail_findings_total{") && l.contains("rule=\"trust-root-change\"")
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
 }
@@ -37,7 +39,9 @@ fn metric_sum(serve: &Collector, prefix: &str) -> f64 {
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1).filter_map(|a| a.parse::<u64>().ok());
+    let mut args = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse::<u64>().ok());
     let seconds = args.next().unwrap_or(60);
     let rate = args.next().unwrap_or(10_000);
     let ch = ClickHouse::start();
@@ -54,12 +58,13 @@ fn main() {
             ("CREDTRAIL_LOG", "warn"),
         ],
     ));
-    let template = std::fs::read_to_string(repo_root().join("tests/fixtures/cloudtrail/trust_changes.ndjson"))
-        .unwrap()
-        .lines()
-        .next()
-        .unwrap()
-        .to_owned();
+    let template =
+        std::fs::read_to_string(repo_root().join("tests/fixtures/cloudtrail/trust_changes.ndjson"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .to_owned();
 
     // Background: RATE events/s from SENDERS threads. The collector answers once a batch is
     // durable, so each sender sends, in one request, every record due by now at its share of
@@ -109,7 +114,8 @@ fn main() {
     let seen: Arc<std::sync::Mutex<Vec<Instant>>> = Arc::default();
     let watching = Arc::new(AtomicBool::new(true));
     let watcher = {
-        let (serve, seen, watching) = (Arc::clone(&serve), Arc::clone(&seen), Arc::clone(&watching));
+        let (serve, seen, watching) =
+            (Arc::clone(&serve), Arc::clone(&seen), Arc::clone(&watching));
         std::thread::spawn(move || {
             while watching.load(Ordering::Relaxed) {
                 let n = findings_counted(&serve).saturating_sub(base) as usize;
@@ -135,7 +141,8 @@ fn main() {
             .into();
         let t0 = Instant::now();
         sent_at.push(t0);
-        let (status, resp) = serve.post("aws_cloudtrail", None, record.to_string().as_bytes(), false);
+        let (status, resp) =
+            serve.post("aws_cloudtrail", None, record.to_string().as_bytes(), false);
         assert_eq!(status, 200, "{resp}");
         acks.push(t0.elapsed().as_secs_f64());
         if let Some(wait) = Duration::from_secs(1).checked_sub(tick.elapsed()) {
@@ -193,7 +200,11 @@ fn main() {
     let (_, text) = serve.get("/metrics");
     let per_rule = |suffix: &str| -> std::collections::HashMap<String, f64> {
         text.lines()
-            .filter(|l| l.starts_with(&format!("credtrail_rule_evaluation_duration_seconds_{suffix}{{")))
+            .filter(|l| {
+                l.starts_with(&format!(
+                    "credtrail_rule_evaluation_duration_seconds_{suffix}{{"
+                ))
+            })
             .filter_map(|l| {
                 let rule = l.split("rule=\"").nth(1)?.split('"').next()?.to_owned();
                 Some((rule, l.rsplit(' ').next()?.parse().ok()?))
@@ -203,10 +214,19 @@ fn main() {
     let (sums, counts) = (per_rule("sum"), per_rule("count"));
     let mut means: Vec<(f64, String)> = sums
         .iter()
-        .map(|(r, s)| (1000.0 * s / counts.get(r).copied().unwrap_or(1.0).max(1.0), r.clone()))
+        .map(|(r, s)| {
+            (
+                1000.0 * s / counts.get(r).copied().unwrap_or(1.0).max(1.0),
+                r.clone(),
+            )
+        })
         .collect();
     means.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let slowest: Vec<String> = means.iter().take(5).map(|(ms, r)| format!("{r} {ms:.0} ms")).collect();
+    let slowest: Vec<String> = means
+        .iter()
+        .take(5)
+        .map(|(ms, r)| format!("{r} {ms:.0} ms"))
+        .collect();
     println!("slowest rules (mean): {}", slowest.join(", "));
     // serve before ClickHouse, so that it does not log its lost connection.
     if let Some(serve) = Arc::into_inner(serve) {

@@ -354,3 +354,57 @@ fn thousands_of_findings_at_once_are_stored_and_recognised_again() {
         successes
     );
 }
+
+#[test]
+fn rules_expect_the_configuration_in_force_not_one_removed_since() {
+    let ch = ClickHouse::start();
+    ch.migrate();
+    let dir = repo_root().join("query/rules/alias-default-fallback");
+    let declared = dir.join("inventory.toml");
+    ch.credtrail_ok(&[
+        "inventory",
+        "import",
+        "--no-reattribute",
+        "--valid-from",
+        "2000-01-01T00:00:00Z",
+        declared.to_str().unwrap(),
+    ]);
+    // Before the run, the DNS alias was removed: only PROD (declared and issued) is expected.
+    let text = std::fs::read_to_string(&declared).unwrap();
+    let without_dns: String = text
+        .lines()
+        .filter(|l| !l.contains("_DNS"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let later = tmp.path().join("without_dns.toml");
+    std::fs::write(&later, without_dns).unwrap();
+    ch.credtrail_ok(&[
+        "inventory",
+        "import",
+        "--no-reattribute",
+        "--valid-from",
+        "2024-07-01T00:00:00Z",
+        later.to_str().unwrap(),
+    ]);
+    let events: Vec<String> = ["issued.ndjson", "default_only.ndjson"]
+        .iter()
+        .map(|f| dir.join(f).display().to_string())
+        .collect();
+    ch.credtrail_ok(&["replay", &events[0], &events[1]]);
+    ch.credtrail_ok(&[
+        "detect",
+        "--since",
+        "2024-07-09T00:00:00Z",
+        "--until",
+        "2024-07-10T00:00:00Z",
+        "--rule",
+        "alias-default-fallback",
+        "--no-settle",
+    ]);
+    assert_eq!(
+        ch.query("SELECT alias_tag FROM findings FINAL ORDER BY alias_tag"),
+        "PROD\n",
+        "DNS is no longer declared"
+    );
+}

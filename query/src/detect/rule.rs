@@ -8,7 +8,9 @@
 //! service account, a variable), `first_seen`, `last_seen` (DateTime), `evidence`
 //! (Array(String) of source event ids) and `summary`, in this order. Placeholders: `{start}` and
 //! `{end}` (the window, as `toDateTime(...)`), `{settled}` (see `settle_seconds`),
-//! `{new_arrivals}` (see `fast`), and `{name}` for each of the rule's `[params]`.
+//! `{new_arrivals}` (see `fast`), `{in_force}` (a condition on `inventory` rows: those of the
+//! snapshot each workspace had at the window's end, so a removed alias or a changed principal is
+//! no longer expected), and `{name}` for each of the rule's `[params]`.
 //!
 //! Time windows and event kinds go in `PREWHERE`: with `FINAL`, a `PREWHERE` on columns every
 //! version of an event shares (all but `alias_tag`, `alias_match` and `ingest_time`, which
@@ -167,7 +169,11 @@ impl Rule {
             .map_err(|e| format!("{}: {e}", rule.id))?;
         // A re-attributed event has versions that differ in these: a PREWHERE on them could keep
         // an old version and drop the latest before FINAL chooses.
-        for line in rule.sql.lines().filter(|l| l.trim_start().starts_with("PREWHERE")) {
+        for line in rule
+            .sql
+            .lines()
+            .filter(|l| l.trim_start().starts_with("PREWHERE"))
+        {
             if ["alias_tag", "alias_match", "ingest_time"]
                 .iter()
                 .any(|c| line.contains(c))
@@ -221,6 +227,15 @@ impl Rule {
             ("start".into(), at(w.start)),
             ("end".into(), at(w.end)),
             ("settled".into(), at(w.settled)),
+            (
+                "in_force".into(),
+                format!(
+                    "(org_name, workspace_name, valid_from) IN (SELECT org_name, workspace_name, \
+                     max(valid_from) FROM inventory WHERE valid_from <= {} \
+                     GROUP BY org_name, workspace_name)",
+                    at(w.end)
+                ),
+            ),
             (
                 "new_arrivals".into(),
                 match w.arrived {

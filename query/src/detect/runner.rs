@@ -15,11 +15,11 @@ use super::schedule::{ARRIVALS_SQL, Arrivals, Schedule};
 use super::suppress::Suppressions;
 use super::{engine, findings};
 use crate::QueryError;
-use futures::StreamExt;
 use chrono::{DateTime, Utc};
 use clickhouse::Row;
 use credtrail_ingest::config::DetectConfig;
 use credtrail_ingest::store::Store;
+use futures::StreamExt;
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -105,7 +105,11 @@ impl Detector {
         self.reload_suppressions();
         let start = now - self.fast_window;
         let mut window = Window::new(start, now + self.future_skew);
-        window.arrived = Some(self.fast_since.map_or(start, |t| t - FAST_OVERLAP).max(start));
+        window.arrived = Some(
+            self.fast_since
+                .map_or(start, |t| t - FAST_OVERLAP)
+                .max(start),
+        );
         let tick = self.evaluate(&[window], true).await;
         self.refresh_open().await?;
         if tick.failed_rules > 0 {
@@ -215,11 +219,7 @@ impl Detector {
                         let new: usize = evaluations.iter().map(|e| e.new).sum();
                         self.metrics
                             .findings
-                            .with_label_values(&[
-                                &rule.id,
-                                rule.severity.as_str(),
-                                &rule.family,
-                            ])
+                            .with_label_values(&[&rule.id, rule.severity.as_str(), &rule.family])
                             .inc_by(new as u64);
                         tick.new += new;
                     }
