@@ -85,7 +85,7 @@ fn alerts_after(plant: bool, wanted: &[&str]) -> (BTreeSet<String>, f64) {
         "--workspaces",
         "20",
         "--runs-per-day",
-        "3",
+        "6",
     ];
     if !plant {
         args.push("--benign");
