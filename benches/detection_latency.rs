@@ -1,7 +1,8 @@
 //! From an event's arrival to its finding in `/metrics`, under load.
 //!
 //! `cargo bench --bench detection_latency` (optionally `-- SECONDS RATE`, default 60 s at 10,000
-//! events/s) starts a real ClickHouse and a release `credtrail serve` (detection every second,
+//! events/s) starts a real ClickHouse, loads two days of history from `credtrail generate`, then
+//! starts a release `credtrail serve` (detection every second,
 //! sink flushes every 100 ms),
 //! streams generated CloudTrail exchanges to its HTTP collector at RATE events/s with current
 //! event times, and once a second sends one probe: a trust-policy change, which the
@@ -46,6 +47,48 @@ fn main() {
     let rate = args.next().unwrap_or(10_000);
     let ch = ClickHouse::start();
     ch.migrate();
+    // History first, as a deployment has it: two days of a generated estate (inventory, trust
+    // policies, every source format), so the rules run against a populated database.
+    let history = tempfile::tempdir().unwrap();
+    let dir = history.path().to_str().unwrap();
+    let generated = ch.credtrail_ok(&[
+        "generate",
+        "--out",
+        dir,
+        "--seed",
+        "5",
+        "--orgs",
+        "2",
+        "--workspaces",
+        "20",
+        "--runs-per-day",
+        "40",
+        "--benign",
+    ]);
+    let start = {
+        let expected: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(history.path().join("expected.json")).unwrap(),
+        )
+        .unwrap();
+        expected["start"].as_str().unwrap().to_owned()
+    };
+    let inventory = history.path().join("inventory.toml");
+    ch.credtrail_ok(&[
+        "inventory",
+        "import",
+        "--no-reattribute",
+        "--valid-from",
+        &start,
+        inventory.to_str().unwrap(),
+    ]);
+    let files: Vec<String> = credtrail_scenario::Scenario::data_files(history.path())
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let mut replay = vec!["replay"];
+    replay.extend(files.iter().map(String::as_str));
+    ch.credtrail_ok(&replay);
+    println!("history: {}", generated.trim());
     let serve = Arc::new(Collector::serve(
         &ch,
         &[
@@ -229,7 +272,8 @@ fn main() {
         .collect();
     println!("slowest rules (mean): {}", slowest.join(", "));
     // serve before ClickHouse, so that it does not log its lost connection.
-    if let Some(serve) = Arc::into_inner(serve) {
-        assert!(serve.stop(), "credtrail serve did not stop cleanly");
+    match Arc::into_inner(serve) {
+        Some(serve) => assert!(serve.stop(), "credtrail serve did not stop cleanly"),
+        None => panic!("serve still shared"),
     }
 }

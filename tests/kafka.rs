@@ -286,13 +286,16 @@ fn clickhouse_outage_pauses_then_catches_up_in_bounded_memory() {
     let pid = ingest.pid();
     let mut peak = 0;
     let mut paused = 0;
+    let mut lag = 0;
     while down.elapsed() < Duration::from_secs(35) {
         peak = peak.max(rss_kib(pid));
         let (_, metrics) = ingest.get("/metrics");
         paused = paused.max(metric(&metrics, "credtrail_kafka_paused_partitions"));
+        lag = lag.max(metric(&metrics, "credtrail_kafka_consumer_lag_messages"));
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(paused > 0, "partitions were never paused during the outage");
+    assert!(lag > 0, "the consumer lag gauge never showed the backlog");
     ch.restart();
     println!(
         "outage: ClickHouse down {:.0} s, {paused} partitions paused, ingest peak RSS during it {} MiB",
@@ -305,7 +308,9 @@ fn clickhouse_outage_pauses_then_catches_up_in_bounded_memory() {
     assert!(ingest.running(), "ingest died during the outage");
     let (_, metrics) = ingest.get("/metrics");
     let resubmits = metric(&metrics, "credtrail_kafka_resubmits_total");
-    println!("outage: {resubmits} batches given back by the sink and resubmitted");
+    println!(
+        "outage: {resubmits} batches given back by the sink and resubmitted; consumer lag peaked at {lag} messages"
+    );
     assert!(
         resubmits > 0,
         "the sink never gave a batch back:\n{metrics}"

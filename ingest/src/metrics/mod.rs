@@ -10,8 +10,8 @@ use crate::config::MetricsConfig;
 pub use exchanges::ExchangeMetrics;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 
 /// The pipeline's metrics, registered in their own registry.
@@ -60,6 +60,9 @@ pub struct KafkaMetrics {
     pub errors: IntCounter,
     /// From the record's Kafka timestamp to its rows being durable, by topic.
     pub storage_lag_seconds: HistogramVec,
+    /// Messages between the group's committed offsets and the partitions' ends, by topic (from
+    /// librdkafka's statistics).
+    pub consumer_lag: IntGaugeVec,
 }
 
 /// Registers a metric and hands it back; names are static, so failure is a programming error.
@@ -214,6 +217,17 @@ impl Metrics {
             errors: counter(
                 "credtrail_kafka_errors_total",
                 "Consumer errors reported by librdkafka.",
+            ),
+            consumer_lag: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "credtrail_kafka_consumer_lag_messages",
+                        "Messages not yet committed by the group on this member's partitions, by topic.",
+                    ),
+                    &["topic"],
+                )
+                .expect("valid metric"),
             ),
             storage_lag_seconds: register(
                 &registry,

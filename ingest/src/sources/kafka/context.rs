@@ -1,4 +1,4 @@
-//! librdkafka callbacks: rebalances and commit results.
+//! librdkafka callbacks: rebalances, commit results and statistics (consumer lag).
 //!
 //! They run inside `poll`, on the consumer thread. On revocation the source must not give a
 //! partition up with rows in flight and nothing committed, or the next owner would redo work that
@@ -31,7 +31,29 @@ impl SourceContext {
     }
 }
 
-impl ClientContext for SourceContext {}
+impl ClientContext for SourceContext {
+    /// librdkafka's statistics (every `statistics.interval.ms`): the consumer lag per configured
+    /// topic, summed over this member's partitions.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (topic, t) in &statistics.topics {
+            let lag: i64 = t
+                .partitions
+                .iter()
+                // Partition -1 is librdkafka's internal one; -1 lag means not known yet.
+                .filter(|(p, _)| **p >= 0 && self.shared.key(topic, **p).is_some())
+                .map(|(_, p)| p.consumer_lag.max(0))
+                .sum();
+            if self.shared.topic_index.contains_key(topic.as_str()) {
+                self.shared
+                    .metrics
+                    .kafka
+                    .consumer_lag
+                    .with_label_values(&[topic])
+                    .set(lag);
+            }
+        }
+    }
+}
 
 impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

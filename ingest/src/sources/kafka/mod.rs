@@ -132,6 +132,8 @@ impl KafkaSource {
     fn client_config(&self) -> Result<ClientConfig, KafkaSourceError> {
         let c = &self.config;
         let mut cc = ClientConfig::new();
+        // Statistics feed the consumer-lag gauge; the user's properties may change the period.
+        cc.set("statistics.interval.ms", "5000");
         // librdkafka's prefetch stays at its bounded default (`queued.max.messages.kbytes`,
         // 64 MiB): measured here, a 16 MiB queue starves the consumer to a third of the rate.
         for (k, v) in &c.properties.0 {
