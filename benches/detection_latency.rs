@@ -50,45 +50,29 @@ fn main() {
     // History first, as a deployment has it: two days of a generated estate (inventory, trust
     // policies, every source format), so the rules run against a populated database.
     let history = tempfile::tempdir().unwrap();
-    let dir = history.path().to_str().unwrap();
-    let generated = ch.credtrail_ok(&[
-        "generate",
-        "--out",
-        dir,
-        "--seed",
-        "5",
-        "--orgs",
-        "2",
-        "--workspaces",
-        "20",
-        "--runs-per-day",
-        "40",
-        "--benign",
-    ]);
-    let start = {
-        let expected: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(history.path().join("expected.json")).unwrap(),
-        )
-        .unwrap();
-        expected["start"].as_str().unwrap().to_owned()
-    };
-    let inventory = history.path().join("inventory.toml");
-    ch.credtrail_ok(&[
-        "inventory",
-        "import",
-        "--no-reattribute",
-        "--valid-from",
-        &start,
-        inventory.to_str().unwrap(),
-    ]);
-    let files: Vec<String> = credtrail_scenario::Scenario::data_files(history.path())
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
-    let mut replay = vec!["replay"];
-    replay.extend(files.iter().map(String::as_str));
-    ch.credtrail_ok(&replay);
-    println!("history: {}", generated.trim());
+    let expected = ch.generate(
+        history.path(),
+        &[
+            "--seed",
+            "5",
+            "--orgs",
+            "2",
+            "--workspaces",
+            "20",
+            "--runs-per-day",
+            "40",
+            "--benign",
+        ],
+        &(chrono::Utc::now() - chrono::Duration::days(3)).to_rfc3339(),
+    );
+    ch.credtrail_files(
+        &["replay"],
+        &credtrail_scenario::Scenario::data_files(history.path()),
+    );
+    println!(
+        "history: {} generated events over {} .. {}",
+        expected["benign_events"], expected["start"], expected["end"]
+    );
     let serve = Arc::new(Collector::serve(
         &ch,
         &[

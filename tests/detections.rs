@@ -9,6 +9,20 @@ use credtrail_query::detect;
 use serde_json::Value;
 use support::{ClickHouse, agent, repo_root};
 
+/// `credtrail detect --no-settle` over the fixtures' day for one rule.
+fn detect_day(ch: &ClickHouse, rule: &str) -> String {
+    ch.credtrail_ok(&[
+        "detect",
+        "--since",
+        "2024-07-09T00:00:00Z",
+        "--until",
+        "2024-07-10T00:00:00Z",
+        "--rule",
+        rule,
+        "--no-settle",
+    ])
+}
+
 /// A fresh, migrated database (dropped and created again).
 fn reset(ch: &ClickHouse) {
     agent()
@@ -204,17 +218,7 @@ fn resolved_findings_stay_resolved_until_later_evidence_reopens_them() {
     let dir = repo_root().join("query/rules/token-overuse");
     let burst = dir.join("burst.ndjson");
     ch.credtrail_ok(&["replay", burst.to_str().unwrap()]);
-    let detect = || {
-        ch.credtrail_ok(&[
-            "detect",
-            "--since",
-            "2024-07-09T00:00:00Z",
-            "--until",
-            "2024-07-10T00:00:00Z",
-            "--rule",
-            "token-overuse",
-        ])
-    };
+    let detect = || detect_day(&ch, "token-overuse");
     let out = detect();
     assert!(out.contains("1 finding(s), 1 new"), "{out}");
     let id = ch.query("SELECT finding_id FROM findings FINAL");
@@ -330,21 +334,13 @@ fn thousands_of_findings_at_once_are_stored_and_recognised_again() {
     let file = tmp.path().join("long_sessions.ndjson");
     std::fs::write(&file, body).unwrap();
     ch.credtrail_ok(&["replay", file.to_str().unwrap()]);
-    let args = [
-        "detect",
-        "--since",
-        "2024-07-09T00:00:00Z",
-        "--until",
-        "2024-07-10T00:00:00Z",
-        "--rule",
-        "session-duration-above-policy",
-    ];
-    let first = ch.credtrail_ok(&args);
+
+    let first = detect_day(&ch, "session-duration-above-policy");
     assert!(
         first.contains(&format!("{successes} finding(s), {successes} new")),
         "{first}"
     );
-    let again = ch.credtrail_ok(&args);
+    let again = detect_day(&ch, "session-duration-above-policy");
     assert!(
         again.contains(&format!("{successes} finding(s), 0 new")),
         "{again}"
@@ -392,16 +388,7 @@ fn rules_expect_the_configuration_in_force_not_one_removed_since() {
         .map(|f| dir.join(f).display().to_string())
         .collect();
     ch.credtrail_ok(&["replay", &events[0], &events[1]]);
-    ch.credtrail_ok(&[
-        "detect",
-        "--since",
-        "2024-07-09T00:00:00Z",
-        "--until",
-        "2024-07-10T00:00:00Z",
-        "--rule",
-        "alias-default-fallback",
-        "--no-settle",
-    ]);
+    detect_day(&ch, "alias-default-fallback");
     assert_eq!(
         ch.query("SELECT alias_tag FROM findings FINAL ORDER BY alias_tag"),
         "PROD\n",

@@ -75,9 +75,6 @@ fn alerts_after(plant: bool, wanted: &[&str]) -> (BTreeSet<String>, f64) {
     ch.migrate();
     let tmp = tempfile::tempdir().unwrap();
     let mut args = vec![
-        "generate",
-        "--out",
-        tmp.path().to_str().unwrap(),
         "--seed",
         "11",
         "--orgs",
@@ -90,22 +87,7 @@ fn alerts_after(plant: bool, wanted: &[&str]) -> (BTreeSet<String>, f64) {
     if !plant {
         args.push("--benign");
     }
-    println!("{}", ch.credtrail_ok(&args).trim());
-    ch.credtrail_ok(&[
-        "inventory",
-        "import",
-        "--no-reattribute",
-        "--valid-from",
-        "2000-01-01T00:00:00Z",
-        tmp.path().join("inventory.toml").to_str().unwrap(),
-    ]);
-    let trust: Vec<String> = credtrail_scenario::Scenario::trust_files(tmp.path())
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
-    let mut args = vec!["inventory", "trust", "--valid-from", "2000-01-01T00:00:00Z"];
-    args.extend(trust.iter().map(String::as_str));
-    ch.credtrail_ok(&args);
+    ch.generate(tmp.path(), &args, "2000-01-01T00:00:00Z");
     let serve = Collector::serve(
         &ch,
         &[

@@ -13,41 +13,10 @@ use support::ClickHouse;
 
 /// Generates, imports, replays and detects; returns (expected.json, findings).
 fn judged(ch: &ClickHouse, dir: &std::path::Path, sizes: &[&str]) -> (Value, Vec<Value>) {
-    let mut args = vec![
-        "generate",
-        "--out",
-        dir.to_str().unwrap(),
-        "--seed",
-        "7",
-        "--start",
-        "2024-07-08T00:00:00Z",
-    ];
+    let mut args = vec!["--seed", "7", "--start", "2024-07-08T00:00:00Z"];
     args.extend_from_slice(sizes);
-    println!("{}", ch.credtrail_ok(&args).trim());
-    let expected: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
-    ch.credtrail_ok(&[
-        "inventory",
-        "import",
-        "--no-reattribute",
-        "--valid-from",
-        "2000-01-01T00:00:00Z",
-        dir.join("inventory.toml").to_str().unwrap(),
-    ]);
-    let trust: Vec<String> = credtrail_scenario::Scenario::trust_files(dir)
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
-    let mut args = vec!["inventory", "trust", "--valid-from", "2000-01-01T00:00:00Z"];
-    args.extend(trust.iter().map(String::as_str));
-    ch.credtrail_ok(&args);
-    let files: Vec<String> = credtrail_scenario::Scenario::data_files(dir)
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
-    let mut replay = vec!["replay"];
-    replay.extend(files.iter().map(String::as_str));
-    ch.credtrail_ok(&replay);
+    let expected = ch.generate(dir, &args, "2000-01-01T00:00:00Z");
+    ch.credtrail_files(&["replay"], &credtrail_scenario::Scenario::data_files(dir));
     let events = ch.count("SELECT count() FROM events FINAL");
     let generated =
         expected["benign_events"].as_u64().unwrap() + expected["planted_events"].as_u64().unwrap();

@@ -235,6 +235,35 @@ impl ClickHouse {
     pub fn migrate(&self) {
         self.credtrail_ok(&["migrate"]);
     }
+
+    /// `credtrail SUBCOMMAND... FILE...`, asserting success.
+    pub fn credtrail_files(&self, args: &[&str], files: &[PathBuf]) -> String {
+        let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(files.iter().map(String::as_str));
+        self.credtrail_ok(&all)
+    }
+
+    /// `credtrail generate --out DIR ARGS...` then its inventory and trust policies imported
+    /// (valid since `valid_from`); returns `expected.json`. The data files are not sent.
+    pub fn generate(&self, dir: &Path, args: &[&str], valid_from: &str) -> serde_json::Value {
+        let mut all = vec!["generate", "--out", dir.to_str().unwrap()];
+        all.extend_from_slice(args);
+        println!("{}", self.credtrail_ok(&all).trim());
+        let inventory = [dir.join("inventory.toml")];
+        let import = [
+            "inventory",
+            "import",
+            "--no-reattribute",
+            "--valid-from",
+            valid_from,
+        ];
+        self.credtrail_files(&import, &inventory);
+        let trust = credtrail_scenario::Scenario::trust_files(dir);
+        self.credtrail_files(&["inventory", "trust", "--valid-from", valid_from], &trust);
+        let text = std::fs::read_to_string(dir.join("expected.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
 }
 
 impl Drop for ClickHouse {
