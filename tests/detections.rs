@@ -7,7 +7,7 @@ mod support;
 
 use credtrail_query::detect;
 use serde_json::Value;
-use support::{ClickHouse, agent, repo_root};
+use support::{ClickHouse, repo_root};
 
 /// `credtrail detect --no-settle` over the fixtures' day for one rule.
 fn detect_day(ch: &ClickHouse, rule: &str) -> String {
@@ -21,15 +21,6 @@ fn detect_day(ch: &ClickHouse, rule: &str) -> String {
         rule,
         "--no-settle",
     ])
-}
-
-/// A fresh, migrated database (dropped and created again).
-fn reset(ch: &ClickHouse) {
-    agent()
-        .post(format!("{}/", ch.url))
-        .send(format!("DROP DATABASE IF EXISTS {}", ch.database))
-        .expect("drop database");
-    ch.migrate();
 }
 
 #[test]
@@ -46,38 +37,8 @@ fn every_rule_finds_its_positives_and_nothing_in_its_negatives() {
         }
         let dir = repo_root().join("query/rules").join(&rule.id);
         for case in &rule.tests {
-            reset(&ch);
-            for inventory in &case.inventory {
-                let path = dir.join(inventory);
-                ch.credtrail_ok(&[
-                    "inventory",
-                    "import",
-                    "--no-reattribute",
-                    "--valid-from",
-                    "2000-01-01T00:00:00Z",
-                    path.to_str().unwrap(),
-                ]);
-            }
-            for trust in &case.trust {
-                let path = dir.join(trust);
-                ch.credtrail_ok(&[
-                    "inventory",
-                    "trust",
-                    "--valid-from",
-                    "2000-01-01T00:00:00Z",
-                    path.to_str().unwrap(),
-                ]);
-            }
-            let files: Vec<String> = case
-                .events
-                .iter()
-                .map(|f| dir.join(f).display().to_string())
-                .collect();
-            if !files.is_empty() {
-                let mut args = vec!["replay"];
-                args.extend(files.iter().map(String::as_str));
-                ch.credtrail_ok(&args);
-            }
+            ch.reset();
+            ch.load_rule_case(&dir, case);
             let since = case.window[0].to_rfc3339();
             let until = case.window[1].to_rfc3339();
             let detect_args = [

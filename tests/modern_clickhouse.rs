@@ -1,6 +1,7 @@
 //! The same schema and SQL on both ClickHouse generations: data loaded into 18.16 through the
 //! product is exported as RowBinary, loaded into modern ClickHouse (chdb) under the modern DDL,
-//! and every shipped query must return the same rows on both.
+//! and every shipped query must return the same rows on both; every rule's own test cases must
+//! find the same, and what the case expects, on both.
 
 mod support;
 
@@ -205,67 +206,28 @@ fn modern_ddl_and_every_shipped_query_agree_with_18_16() {
     let mut queries: Vec<(&str, String)> = queries;
     queries.extend(rule_queries.iter().map(|(n, s)| (n.as_str(), s.clone())));
 
-    let mut tables = Vec::new();
-    for t in [
-        "events",
-        "dedup_keys",
-        "dead_letters",
-        "inventory",
-        "session_activity",
-        "findings",
-        "trust_policies",
-    ] {
-        let file = dir.path().join(format!("{t}.rowbinary"));
-        std::fs::write(
-            &file,
-            ch.query_bytes(&format!("SELECT * FROM {t} FORMAT RowBinary")),
-        )
-        .unwrap();
-        tables.push(json!({"name": t, "file": file}));
-    }
-    // Retention long enough that the TTL does not expire the 2024 fixtures while we compare.
-    let out = ch.credtrail_with(
-        &["migrate", "--print", "--target", "modern"],
-        &[("CREDTRAIL_CLICKHOUSE_RETENTION_DAYS", "36500")],
+    let tables = export(
+        &ch,
+        dir.path(),
+        &[
+            "events",
+            "dedup_keys",
+            "dead_letters",
+            "inventory",
+            "session_activity",
+            "findings",
+            "trust_policies",
+        ],
     );
-    assert!(out.status.success());
-    let ddl = String::from_utf8(out.stdout).unwrap();
-    assert!(ddl.contains("TTL event_time + INTERVAL 36500 DAY"), "{ddl}");
-    let statements: Vec<String> = ddl
-        .split(";\n")
-        .map(str::trim)
-        .filter(|s| {
-            s.lines()
-                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with("--"))
-        })
-        .map(String::from)
-        .collect();
-    assert_eq!(
-        statements.len(),
-        11,
-        "three tables, the change columns, the inventory table and its column on events, \
-         the session call table, the activity table and its view, the findings table, the \
-         trust policy table"
-    );
+    let statements = modern_ddl(&ch);
     let spec = json!({
         "ddl": statements,
         "tables": tables,
         "queries": queries.iter().map(|(n, s)| json!({"name": n, "sql": s})).collect::<Vec<_>>(),
         "session": dir.path().join("chdb"),
     });
-    let spec_file = dir.path().join("spec.json");
-    std::fs::write(&spec_file, spec.to_string()).unwrap();
-    let out = Command::new(&python)
-        .arg(repo_root().join("tests/chdb/differential.py"))
-        .arg(&spec_file)
-        .output()
-        .expect("run chdb");
-    assert!(
-        out.status.success(),
-        "chdb run failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let modern: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let modern = chdb(&python, dir.path(), &spec);
+
     let version = modern["version"].as_str().unwrap();
     assert!(
         version.split('.').next().unwrap().parse::<u32>().unwrap() >= 23,
@@ -315,4 +277,145 @@ fn modern_ddl_and_every_shipped_query_agree_with_18_16() {
             "{name} differs between 18.16 and {version}"
         );
     }
+}
+
+/// Every table in `names` exported from 18.16 as RowBinary into `dir`, as the chdb spec lists them.
+fn export(ch: &ClickHouse, dir: &std::path::Path, names: &[&str]) -> Vec<Value> {
+    names
+        .iter()
+        .map(|t| {
+            let file = dir.join(format!("{t}.rowbinary"));
+            std::fs::write(
+                &file,
+                ch.query_bytes(&format!("SELECT * FROM {t} FORMAT RowBinary")),
+            )
+            .unwrap();
+            json!({"name": t, "file": file})
+        })
+        .collect()
+}
+
+/// The DDL a modern server gets, one statement each.
+fn modern_ddl(ch: &ClickHouse) -> Vec<String> {
+    // Retention long enough that the TTL does not expire the 2024 fixtures while we compare.
+    let out = ch.credtrail_with(
+        &["migrate", "--print", "--target", "modern"],
+        &[("CREDTRAIL_CLICKHOUSE_RETENTION_DAYS", "36500")],
+    );
+    assert!(out.status.success());
+    let ddl = String::from_utf8(out.stdout).unwrap();
+    assert!(ddl.contains("TTL event_time + INTERVAL 36500 DAY"), "{ddl}");
+    let statements: Vec<String> = ddl
+        .split(";\n")
+        .map(str::trim)
+        .filter(|s| {
+            s.lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with("--"))
+        })
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        statements.len(),
+        11,
+        "three tables, the change columns, the inventory table and its column on events, \
+         the session call table, the activity table and its view, the findings table, the \
+         trust policy table"
+    );
+    statements
+}
+
+/// Runs a spec in chdb (tests/chdb/differential.py) and returns its output.
+fn chdb(python: &std::path::Path, dir: &std::path::Path, spec: &Value) -> Value {
+    let spec_file = dir.join("spec.json");
+    std::fs::write(&spec_file, spec.to_string()).unwrap();
+    let out = Command::new(python)
+        .arg(repo_root().join("tests/chdb/differential.py"))
+        .arg(&spec_file)
+        .output()
+        .expect("run chdb");
+    assert!(
+        out.status.success(),
+        "chdb run failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Rows as a multiset (sorted by their JSON text): without ORDER BY the order is the server's.
+fn multiset(mut rows: Vec<Value>) -> Vec<Value> {
+    rows.sort_by_key(|v| v.to_string());
+    rows
+}
+
+#[test]
+fn every_rule_case_finds_the_same_on_modern_clickhouse() {
+    let python = chdb_python();
+    let ch = ClickHouse::start();
+    let dir = tempfile::tempdir().unwrap();
+    let rules = credtrail_query::detect::rules().unwrap();
+    let mut cases = Vec::new();
+    let mut legacy = Vec::new();
+    for rule in &rules {
+        let rule_dir = repo_root().join("query/rules").join(&rule.id);
+        for (i, case) in rule.tests.iter().enumerate() {
+            ch.reset();
+            ch.load_rule_case(&rule_dir, case);
+            let name = format!("{}#{i}", rule.id);
+            let case_dir = dir.path().join(&name);
+            std::fs::create_dir_all(&case_dir).unwrap();
+            let tables = export(&ch, &case_dir, &["events", "inventory", "trust_policies"]);
+            let window = credtrail_query::detect::rule::Window::new(case.window[0], case.window[1]);
+            let sql = rule.render(&window).unwrap();
+            legacy.push((name.clone(), case, rows(&ch, &sql)));
+            cases.push(
+                json!({"name": name, "tables": tables, "queries": [{"name": "rule", "sql": sql}]}),
+            );
+        }
+    }
+    let spec = json!({
+        "ddl": modern_ddl(&ch),
+        "cases": cases,
+        "session": dir.path().join("chdb"),
+    });
+    let modern = chdb(&python, dir.path(), &spec);
+    let version = modern["version"].as_str().unwrap().to_owned();
+    let checked = legacy.len();
+    for (name, case, legacy_rows) in legacy {
+        let modern_rows = modern["cases"][&name]["rule"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(
+            multiset(modern_rows.clone()),
+            multiset(legacy_rows),
+            "{name}: {} differs between 18.16 and {version}",
+            case.name
+        );
+        // One finding per key, with what the case expects of it.
+        let mut got: Vec<(String, String, String)> = modern_rows
+            .iter()
+            .map(|r| {
+                (
+                    r["finding_key"].as_str().unwrap().to_owned(),
+                    (
+                        r["workspace_name"].as_str().unwrap().to_owned(),
+                        r["alias_tag"].as_str().unwrap().to_owned(),
+                        r["run_id"].as_str().unwrap().to_owned(),
+                    ),
+                )
+            })
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into_values()
+            .collect();
+        let mut want: Vec<(String, String, String)> = case
+            .expect
+            .iter()
+            .map(|e| (e.workspace.clone(), e.alias.clone(), e.run.clone()))
+            .collect();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "{name}: {} on {version}", case.name);
+    }
+    assert!(checked >= 2 * rules.len());
+    println!("{checked} rule cases find the same on 18.16 and {version}");
 }

@@ -33,7 +33,7 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 # --show-output: the fault tests print their produced / stored / double-counted / lost counts.
-cargo test --workspace -- --show-output 2>&1 | tee "$log" || status=$?
+cargo test --workspace --no-fail-fast -- --show-output 2>&1 | tee "$log" || status=$?
 # Every fuzz target, briefly (README: Fuzzing, for longer campaigns).
 ingest/fuzz/run.sh "${CREDTRAIL_FUZZ_SECONDS:-15}" 2>&1 | tee -a "$log" || status=1
 # One closing line over every test binary, in the plain "N passed, N failed" form.

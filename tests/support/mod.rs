@@ -236,6 +236,40 @@ impl ClickHouse {
         self.credtrail_ok(&["migrate"]);
     }
 
+    /// Drops the database and migrates it again: empty tables.
+    pub fn reset(&self) {
+        agent()
+            .post(format!("{}/", self.url))
+            .send(format!("DROP DATABASE IF EXISTS {}", self.database))
+            .expect("drop database");
+        self.migrate();
+    }
+
+    /// A rule's test case (files beside the rule in `rule_dir`): its inventory and trust
+    /// policies, valid since 2000, then its events.
+    pub fn load_rule_case(&self, rule_dir: &Path, case: &credtrail_query::detect::rule::Case) {
+        let at =
+            |names: &[String]| -> Vec<PathBuf> { names.iter().map(|n| rule_dir.join(n)).collect() };
+        let since = "2000-01-01T00:00:00Z";
+        if !case.inventory.is_empty() {
+            let import = [
+                "inventory",
+                "import",
+                "--no-reattribute",
+                "--valid-from",
+                since,
+            ];
+            self.credtrail_files(&import, &at(&case.inventory));
+        }
+        if !case.trust.is_empty() {
+            let trust = ["inventory", "trust", "--valid-from", since];
+            self.credtrail_files(&trust, &at(&case.trust));
+        }
+        if !case.events.is_empty() {
+            self.credtrail_files(&["replay"], &at(&case.events));
+        }
+    }
+
     /// `credtrail SUBCOMMAND... FILE...`, asserting success.
     pub fn credtrail_files(&self, args: &[&str], files: &[PathBuf]) -> String {
         let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
