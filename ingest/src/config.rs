@@ -952,6 +952,7 @@ mod tests {
             },
             detect: DetectConfig {
                 suppressions_file: Some("f".into()),
+                max_settle_secs: Some(1),
                 ..Default::default()
             },
             ..Default::default()
