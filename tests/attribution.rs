@@ -7,7 +7,7 @@ mod support;
 
 use serde_json::Value;
 use std::io::Read;
-use support::{ClickHouse, fixtures, repo_root};
+use support::{ClickHouse, fixtures, repo_root, walk};
 
 /// Every record of every format fixture, one per line, in a fixed interleaved order.
 fn mixed_stream() -> String {
@@ -76,19 +76,6 @@ fn import_api_inventory(ch: &ClickHouse) -> String {
     ];
     args.extend(files.iter().map(String::as_str));
     ch.credtrail_ok(&args)
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 /// (source event id, alias, how) for every attributable event of the fixtures.

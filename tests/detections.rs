@@ -72,13 +72,8 @@ fn every_rule_finds_its_positives_and_nothing_in_its_negatives() {
                     )
                 })
                 .collect();
-            let mut want: Vec<(String, String, String)> = case
-                .expect
-                .iter()
-                .map(|e| (e.workspace.clone(), e.alias.clone(), e.run.clone()))
-                .collect();
+            let want = support::expected_findings(case);
             got.sort();
-            want.sort();
             assert_eq!(got, want, "{} / {}: {first}{out}", rule.id, case.name);
             for f in &found {
                 assert_eq!(f["rule"], rule.id.as_str());

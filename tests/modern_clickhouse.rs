@@ -173,6 +173,10 @@ fn modern_ddl_and_every_shipped_query_agree_with_18_16() {
             credtrail_ingest::alias::inventory::LATEST_SNAPSHOTS_SQL.to_owned(),
         ),
         (
+            "latest_trust_snapshots",
+            credtrail_ingest::alias::trust::LATEST_TRUST_SNAPSHOTS_SQL.to_owned(),
+        ),
+        (
             "existing_dedup_keys",
             bind(
                 credtrail_ingest::sink::EXISTING_DEDUP_KEYS_SQL,
@@ -181,7 +185,7 @@ fn modern_ddl_and_every_shipped_query_agree_with_18_16() {
         ),
     ];
     assert_eq!(
-        credtrail_query::SHIPPED_SQL.len() + 2,
+        credtrail_query::SHIPPED_SQL.len() + 3,
         queries.len(),
         "every shipped query is exercised here"
     );
@@ -407,13 +411,8 @@ fn every_rule_case_finds_the_same_on_modern_clickhouse() {
             .collect::<std::collections::BTreeMap<_, _>>()
             .into_values()
             .collect();
-        let mut want: Vec<(String, String, String)> = case
-            .expect
-            .iter()
-            .map(|e| (e.workspace.clone(), e.alias.clone(), e.run.clone()))
-            .collect();
+        let want = support::expected_findings(case);
         got.sort();
-        want.sort();
         assert_eq!(got, want, "{name}: {} on {version}", case.name);
     }
     assert!(checked >= 2 * rules.len());

@@ -9,7 +9,7 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::{ClickHouse, Collector, Prometheus, repo_root};
+use support::{ClickHouse, Collector, Prometheus, repo_root, walk};
 
 fn promtool(args: &[&str]) -> String {
     let out = Command::new("promtool")
@@ -40,6 +40,7 @@ fn shipped_config_and_rules_pass_promtool() {
     let sources: String = ["ingest/src", "query/src"]
         .iter()
         .flat_map(|d| walk(&repo_root().join(d)))
+        .filter(|f| f.extension().is_some_and(|e| e == "rs"))
         .map(|f| std::fs::read_to_string(f).unwrap())
         .collect();
     let names: BTreeSet<&str> = rules
@@ -53,19 +54,6 @@ fn shipped_config_and_rules_pass_promtool() {
             "the rules use {name}, which no metric is named"
         );
     }
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-    out
 }
 
 /// A scenario sent to `credtrail serve` while Prometheus scrapes it; returns the names of the

@@ -809,3 +809,30 @@ impl Drop for Prometheus {
         let _ = self.child.wait();
     }
 }
+
+/// What a rule's test case expects: (workspace, alias, run) per finding, sorted.
+pub fn expected_findings(
+    case: &credtrail_query::detect::rule::Case,
+) -> Vec<(String, String, String)> {
+    let mut want: Vec<(String, String, String)> = case
+        .expect
+        .iter()
+        .map(|e| (e.workspace.clone(), e.alias.clone(), e.run.clone()))
+        .collect();
+    want.sort();
+    want
+}
+
+/// Every file below `dir`, recursively.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

@@ -180,13 +180,6 @@ impl Out {
     pub fn end_case(&mut self) -> Vec<String> {
         self.planting.take().unwrap_or_default()
     }
-
-    /// Counts an event already emitted as benign as planted instead (a configuration planted
-    /// into ordinary traffic).
-    pub fn reclassify(&mut self) {
-        self.benign -= 1;
-        self.planted += 1;
-    }
 }
 
 /// The state generation threads through: randomness, the estate, the output.

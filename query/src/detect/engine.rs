@@ -94,8 +94,6 @@ pub struct Evaluation {
     pub findings: usize,
     /// Of which never stored before.
     pub new: usize,
-    /// Of which stored again because something about them changed (new included).
-    pub written: usize,
     pub suppressed: usize,
 }
 
@@ -135,7 +133,6 @@ pub async fn evaluate(
         let known = known_findings(store, &ids).await?;
         let mut insert = store.client().insert::<Finding>("findings").await?;
         let mut new = 0;
-        let mut written = 0;
         let mut suppressed = 0;
         for mut f in found.iter().cloned() {
             let known = known.get(&f.finding_id);
@@ -165,14 +162,12 @@ pub async fn evaluate(
                 continue;
             }
             insert.write(&f).await?;
-            written += 1;
         }
         insert.end().await?;
         out.push(Evaluation {
             rule_id: rule.id.clone(),
             findings: found.len(),
             new,
-            written,
             suppressed,
         });
     }

@@ -49,7 +49,6 @@ pub const FAST_OVERLAP: chrono::Duration = chrono::Duration::seconds(10);
 /// What one tick did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tick {
-    pub windows: usize,
     pub new: usize,
     pub failed_rules: usize,
 }
@@ -110,14 +109,7 @@ impl Detector {
                 .map_or(start, |t| t - FAST_OVERLAP)
                 .max(start),
         );
-        let tick = self.evaluate(&[window], true).await;
-        self.refresh_open().await?;
-        if tick.failed_rules > 0 {
-            return Err(QueryError::Output(format!(
-                "{} rule evaluation(s) failed",
-                tick.failed_rules
-            )));
-        }
+        let tick = self.finish(self.evaluate(&[window], true).await).await?;
         self.fast_since = Some(now);
         Ok(tick)
     }
@@ -151,14 +143,7 @@ impl Detector {
             .iter()
             .map(|(start, end)| Window::new(*start, *end))
             .collect();
-        let tick = self.evaluate(&windows, false).await;
-        self.refresh_open().await?;
-        if tick.failed_rules > 0 {
-            return Err(QueryError::Output(format!(
-                "{} rule evaluation(s) failed",
-                tick.failed_rules
-            )));
-        }
+        let tick = self.finish(self.evaluate(&windows, false).await).await?;
         self.metrics.late_skipped.inc_by(plan.too_late);
         self.schedule.advance(now);
         self.metrics
@@ -188,10 +173,7 @@ impl Detector {
 
     /// Evaluates every rule (only the `fast` ones with `fast_only`) over each window.
     async fn evaluate(&self, windows: &[Window], fast_only: bool) -> Tick {
-        let mut tick = Tick {
-            windows: windows.len(),
-            ..Tick::default()
-        };
+        let mut tick = Tick::default();
         for window in windows {
             // Rules run side by side (`detect.parallel_rules` at once): on older servers a
             // `FINAL` read is one stream, so one query alone leaves cores idle.
@@ -235,6 +217,19 @@ impl Detector {
             }
         }
         tick
+    }
+
+    /// After a pass: the gauges refreshed, and an error if any rule failed (the caller then
+    /// keeps its state, so the pass is repeated).
+    async fn finish(&self, tick: Tick) -> Result<Tick, QueryError> {
+        self.refresh_open().await?;
+        if tick.failed_rules > 0 {
+            return Err(QueryError::Output(format!(
+                "{} rule evaluation(s) failed",
+                tick.failed_rules
+            )));
+        }
+        Ok(tick)
     }
 
     /// Sets the open-findings gauges from ClickHouse (every rule, zero included).
