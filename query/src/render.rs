@@ -24,6 +24,21 @@ impl std::str::FromStr for Format {
     }
 }
 
+/// Unix seconds as RFC 3339 UTC, the time form of every JSON output.
+pub fn rfc3339(unix: u32) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp(i64::from(unix), 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+/// One value as pretty JSON with a closing newline (reports that are not a list of rows).
+pub fn json<T: Serialize>(value: &T) -> Result<String, QueryError> {
+    let mut s =
+        serde_json::to_string_pretty(value).map_err(|e| QueryError::Output(e.to_string()))?;
+    s.push('\n');
+    Ok(s)
+}
+
 /// A row type that can be shown as a table.
 pub trait Tabular: Serialize {
     fn headers() -> &'static [&'static str];
@@ -32,12 +47,7 @@ pub trait Tabular: Serialize {
 
 pub fn render<T: Tabular>(rows: &[T], format: Format) -> Result<String, QueryError> {
     match format {
-        Format::Json => {
-            let mut s = serde_json::to_string_pretty(rows)
-                .map_err(|e| QueryError::Output(e.to_string()))?;
-            s.push('\n');
-            Ok(s)
-        }
+        Format::Json => json(&rows),
         Format::Csv => {
             let mut w = csv::Writer::from_writer(Vec::new());
             for r in rows {

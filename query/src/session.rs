@@ -1,7 +1,12 @@
-//! What an issued AWS session did: its aggregated API activity (`session_activity`), joined to
-//! the exchange that issued it, when credtrail saw that exchange.
+//! `query session ACCESS_KEY_ID`: the exchange that created a session (an AWS access key id, a
+//! GCP access token's principal, a Vault accessor), back to run, workspace and alias, and for
+//! AWS what the session did: its aggregated API activity (`session_activity`).
 
 use crate::QueryError;
+use crate::events::{self, BY_SESSION_SQL, EventView};
+use crate::lookup::{KeyKind, Lookup};
+use crate::render::{Format, render, rfc3339};
+use crate::span::Span;
 use clickhouse::Row;
 use credtrail_ingest::store::Store;
 use serde::{Deserialize, Serialize};
@@ -64,4 +69,71 @@ pub async fn activity(
         .bind(access_key_id)
         .fetch_optional::<SessionActivity>()
         .await?)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionReport {
+    pub session_id: String,
+    /// The exchange that created the session, then its renewals and end, oldest first.
+    pub events: Vec<EventView>,
+    /// What the session did (AWS, with `cloudtrail.session_activity` on).
+    pub activity: Option<SessionActivity>,
+}
+
+pub async fn report(store: &Store, session_id: &str, span: &Span) -> Result<SessionReport, QueryError> {
+    let lookup = Lookup {
+        kind: KeyKind::Session,
+        key: session_id,
+    };
+    Ok(SessionReport {
+        session_id: session_id.to_owned(),
+        events: events::list(store, BY_SESSION_SQL, lookup, span).await?,
+        activity: activity(store, session_id).await?,
+    })
+}
+
+pub fn print(report: &SessionReport, format: Format) -> Result<String, QueryError> {
+    match format {
+        Format::Json => crate::render::json(report),
+        Format::Csv => render(&report.events, format),
+        Format::Table => {
+            if report.events.is_empty() && report.activity.is_none() {
+                return Ok(format!(
+                    "no session {} in this time span\n",
+                    report.session_id
+                ));
+            }
+            let mut out = format!("session {}\n", report.session_id);
+            match report.events.iter().find(|e| e.kind == "exchange") {
+                Some(e) => out.push_str(&format!(
+                    "created by {} exchange {} at {}: {}/{} run {} phase {} alias {}\n",
+                    e.provider,
+                    e.source_event_id,
+                    e.time,
+                    e.organization,
+                    e.workspace,
+                    e.run_id,
+                    e.phase,
+                    crate::events::alias_label(&e.alias)
+                )),
+                None => out.push_str("no exchange creating this session was seen\n"),
+            }
+            if !report.events.is_empty() {
+                out.push_str(&render(&report.events, format)?);
+            }
+            if let Some(a) = &report.activity {
+                out.push_str(&format!(
+                    "activity {} .. {}: {} calls ({} failed) from {} to {} in {}\n",
+                    rfc3339(a.first_seen),
+                    rfc3339(a.last_seen),
+                    a.calls,
+                    a.failed_calls,
+                    a.source_ips.join(" "),
+                    a.services.join(" "),
+                    a.regions.join(" ")
+                ));
+            }
+            Ok(out)
+        }
+    }
 }

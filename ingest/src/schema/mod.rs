@@ -54,6 +54,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "trust_policies",
         template: include_str!("../../../deploy/clickhouse/migrations/0006_trust_policies.sql"),
     },
+    Migration {
+        version: 7,
+        name: "event_lookup",
+        template: include_str!("../../../deploy/clickhouse/migrations/0007_event_lookup.sql"),
+    },
 ];
 
 /// What the rendering needs besides capabilities.

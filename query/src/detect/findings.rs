@@ -6,8 +6,8 @@
 
 use super::Severity;
 use crate::QueryError;
-use crate::render::{Format, Tabular, render};
-use chrono::{DateTime, SecondsFormat, Utc};
+use crate::render::{Format, Tabular, render, rfc3339};
+use chrono::{DateTime, Utc};
 use clickhouse::Row;
 use credtrail_ingest::store::Store;
 use serde::{Deserialize, Serialize};
@@ -21,6 +21,28 @@ pub const FINDINGS_SQL: &str = "SELECT finding_id, rule_id AS rule, severity, pr
      FROM findings FINAL \
      WHERE last_seen >= toDateTime(?) AND (? = '' OR rule_id = ?) \
      AND indexOf(['info', 'low', 'medium', 'high', 'critical'], severity) - 1 >= ? \
+     ORDER BY last_seen DESC, rule, finding_id LIMIT ?";
+
+/// The findings that cite a run: its id (`?`) or one of its events' ids (`?`, an array), newest
+/// first, `LIMIT ?`.
+pub const CITING_RUN_SQL: &str = "SELECT finding_id, rule_id AS rule, severity, provider, \
+     org_name AS organization, workspace_name AS workspace, alias_tag AS alias, run_id, \
+     toUnixTimestamp(first_seen) AS first_seen_unix, toUnixTimestamp(last_seen) AS last_seen_unix, \
+     evidence, summary, status \
+     FROM findings FINAL \
+     WHERE run_id = ? OR hasAny(evidence, ?) \
+     ORDER BY last_seen DESC, rule, finding_id LIMIT ?";
+
+/// The findings about the workspaces the lookup (`key_kind = ?`, `key = ?`) names, seen in
+/// `[?, ?)`, newest first, `LIMIT ?`.
+pub const OF_WORKSPACE_SQL: &str = "SELECT finding_id, rule_id AS rule, severity, provider, \
+     org_name AS organization, workspace_name AS workspace, alias_tag AS alias, run_id, \
+     toUnixTimestamp(first_seen) AS first_seen_unix, toUnixTimestamp(last_seen) AS last_seen_unix, \
+     evidence, summary, status \
+     FROM findings FINAL \
+     WHERE (org_name, workspace_name) IN (SELECT org_name, workspace_name FROM event_lookup \
+         WHERE key_kind = ? AND key = ?) \
+     AND last_seen >= toDateTime(?) AND first_seen < toDateTime(?) \
      ORDER BY last_seen DESC, rule, finding_id LIMIT ?";
 
 /// Open findings per rule.
@@ -79,11 +101,6 @@ pub struct FindingView {
     pub status: String,
 }
 
-fn rfc3339(unix: u32) -> String {
-    DateTime::<Utc>::from_timestamp(i64::from(unix), 0)
-        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
-        .unwrap_or_default()
-}
 
 impl Tabular for FindingView {
     fn headers() -> &'static [&'static str] {
@@ -125,16 +142,53 @@ pub async fn list(
     min_severity: Severity,
     limit: u64,
 ) -> Result<Vec<FindingView>, QueryError> {
-    let rows = store
+    let query = store
         .client()
         .query(FINDINGS_SQL)
         .bind(since.timestamp().max(0))
         .bind(rule)
         .bind(rule)
         .bind(min_severity as i64)
-        .bind(limit)
-        .fetch_all::<Stored>()
-        .await?;
+        .bind(limit);
+    fetch(query).await
+}
+
+/// Findings citing run `run_id` or any of `event_ids` (its events' source ids).
+pub async fn citing_run(
+    store: &Store,
+    run_id: &str,
+    event_ids: &[String],
+    limit: u64,
+) -> Result<Vec<FindingView>, QueryError> {
+    let query = store
+        .client()
+        .query(CITING_RUN_SQL)
+        .bind(run_id)
+        .bind(event_ids)
+        .bind(limit);
+    fetch(query).await
+}
+
+/// Findings about the workspaces `lookup` names, within `span`.
+pub async fn of_workspace(
+    store: &Store,
+    lookup: crate::lookup::Lookup<'_>,
+    span: &crate::span::Span,
+) -> Result<Vec<FindingView>, QueryError> {
+    let query = store
+        .client()
+        .query(OF_WORKSPACE_SQL)
+        .bind(lookup.kind.as_str())
+        .bind(lookup.key)
+        .bind(span.since_unix())
+        .bind(span.until_unix())
+        .bind(span.limit);
+    fetch(query).await
+}
+
+/// Runs a query that selects the `Stored` columns.
+async fn fetch(query: clickhouse::query::Query) -> Result<Vec<FindingView>, QueryError> {
+    let rows = query.fetch_all::<Stored>().await?;
     Ok(rows
         .into_iter()
         .map(|s| FindingView {
