@@ -32,6 +32,33 @@ fn shipped(name: &str) -> &'static str {
         .1
 }
 
+const JTI: &str = "0b3e1f4a-7c2d-4e5f-9a8b-1c2d3e4f5a01";
+const FINGERPRINT: &str = "sha256:92f1409849f82690a7e7585143a70c010bfa4176a31f93cb008f088078a76c2e";
+const DNS_ROLE: &str = "arn:aws:iam::444455556666:role/tfc-network-prod-dns";
+
+/// A lookup-based shipped query (`{kind}_…` by name) with its lookup prefix bound for `key`
+/// over all of time, then `rest`.
+fn located(kind: &str, key: &str, rest: &[&str]) -> String {
+    let name = match kind {
+        "run" => "run_events",
+        "session" => "session_events",
+        "jti" => "jti_events",
+        "fingerprint" => "fingerprint_events",
+        "principal" => "principal_use",
+        _ if rest.len() == 2 => "workspace_days",
+        _ => "alias_use",
+    };
+    let mut literals: Vec<String> = Vec::new();
+    for _ in 0..3 {
+        literals.push(format!("'{kind}'"));
+        literals.push(format!("'{key}'"));
+    }
+    literals.push("0".into());
+    literals.push("4294967295".into());
+    literals.extend(rest.iter().map(|r| (*r).to_owned()));
+    bind(shipped(name), &literals)
+}
+
 fn bind(sql: &str, literals: &[String]) -> String {
     let mut parts = sql.split('?');
     let mut out = parts.next().unwrap_or("").to_owned();
@@ -108,12 +135,133 @@ fn modern_ddl_and_every_shipped_query_agree_with_18_16() {
     let ids = ch.query("SELECT finding_id FROM findings ORDER BY finding_id LIMIT 3");
     let mut finding_ids: Vec<String> = ids.lines().map(|id| format!("'{id}'")).collect();
     finding_ids.push("'0000'".into());
+    let cited = ch.query("SELECT evidence[1] FROM findings ORDER BY finding_id LIMIT 1");
+    let flagged = ch.query(
+        "SELECT workspace_name FROM findings WHERE workspace_name != '' ORDER BY finding_id LIMIT 1",
+    );
     let queries: Vec<(&str, String)> = vec![
         (
-            "run_timeline",
+            "run_events",
+            located(
+                "run",
+                "run-LMCK4SSiBfR6Y6rb",
+                &["'run-LMCK4SSiBfR6Y6rb'", "0", "100"],
+            ),
+        ),
+        (
+            "session_events",
+            located(
+                "session",
+                "ASIAQPLANDEFAULT0001",
+                &["'ASIAQPLANDEFAULT0001'", "0", "100"],
+            ),
+        ),
+        (
+            "jti_events",
+            located("jti", JTI, &[&format!("'{JTI}'"), "0", "100"]),
+        ),
+        (
+            "fingerprint_events",
+            located(
+                "fingerprint",
+                FINGERPRINT,
+                &[&format!("'{FINGERPRINT}'"), "0", "100"],
+            ),
+        ),
+        (
+            "token_validity",
             bind(
-                shipped("run_timeline"),
-                &["'run-LMCK4SSiBfR6Y6rb'".into(), "100".into()],
+                shipped("token_validity"),
+                &["'acme'".into(), "'network-prod'".into(), format!("'{JTI}'")],
+            ),
+        ),
+        (
+            "token_next_issuance",
+            bind(
+                shipped("token_next_issuance"),
+                &[
+                    "'acme'".into(),
+                    "'network-prod'".into(),
+                    "1720539000".into(),
+                    "1720560000".into(),
+                    "''".into(),
+                    "''".into(),
+                    "'aws'".into(),
+                    "'aws.workload.identity'".into(),
+                ],
+            ),
+        ),
+        (
+            "token_exchanges",
+            bind(
+                shipped("token_exchanges"),
+                &[
+                    "'acme'".into(),
+                    "'network-prod'".into(),
+                    "1720539000".into(),
+                    "1720560000".into(),
+                    "'run-LMCK4SSiBfR6Y6rb'".into(),
+                    "1720560000".into(),
+                    "'plan'".into(),
+                    "'aws'".into(),
+                    "'aws.workload.identity'".into(),
+                    "0".into(),
+                    "100".into(),
+                ],
+            ),
+        ),
+        (
+            "token_unnamed_exchanges",
+            bind(
+                shipped("token_unnamed_exchanges"),
+                &[
+                    "'azure'".into(),
+                    "'0a6c3b1e-9f24-4e0a-8b7d-3c5e2f1a9b04'".into(),
+                    "1720483200".into(),
+                    "1720569600".into(),
+                    "0".into(),
+                    "100".into(),
+                ],
+            ),
+        ),
+        (
+            "principal_use",
+            located(
+                "principal",
+                DNS_ROLE,
+                &[&format!("'{DNS_ROLE}'"), "0", "100"],
+            ),
+        ),
+        (
+            "workspace_days",
+            located("workspace", "network", &["0", "100"]),
+        ),
+        (
+            "alias_use",
+            located("workspace", "network-prod", &["''", "0", "100"]),
+        ),
+        (
+            "findings_citing_run",
+            bind(
+                shipped("findings_citing_run"),
+                &[
+                    "'run-none'".into(),
+                    format!("['{}']", cited.trim()),
+                    "100".into(),
+                ],
+            ),
+        ),
+        (
+            "findings_of_workspace",
+            bind(
+                shipped("findings_of_workspace"),
+                &[
+                    "'workspace'".into(),
+                    format!("'{}'", flagged.trim()),
+                    "0".into(),
+                    "4294967295".into(),
+                    "100".into(),
+                ],
             ),
         ),
         (
@@ -221,6 +369,7 @@ fn modern_ddl_and_every_shipped_query_agree_with_18_16() {
             "session_activity",
             "findings",
             "trust_policies",
+            "event_lookup",
         ],
     );
     let statements = modern_ddl(&ch);
@@ -320,10 +469,10 @@ fn modern_ddl(ch: &ClickHouse) -> Vec<String> {
         .collect();
     assert_eq!(
         statements.len(),
-        11,
+        14,
         "three tables, the change columns, the inventory table and its column on events, \
          the session call table, the activity table and its view, the findings table, the \
-         trust policy table"
+         trust policy table, the lookup table, its view and its backfill"
     );
     statements
 }

@@ -35,7 +35,7 @@ fn migrate_is_idempotent_and_recorded() {
         ch.query("SELECT name FROM system.tables WHERE database = currentDatabase() ORDER BY name");
     assert_eq!(
         tables,
-        "dead_letters\ndedup_keys\nevents\nfindings\ninventory\nschema_migrations\nsession_activity\nsession_activity_mv\nsession_calls\ntrust_policies\n"
+        "dead_letters\ndedup_keys\nevent_lookup\nevent_lookup_mv\nevents\nfindings\ninventory\nschema_migrations\nsession_activity\nsession_activity_mv\nsession_calls\ntrust_policies\n"
     );
 }
 
@@ -79,7 +79,9 @@ fn run_timeline_shows_phases_aliases_and_outcomes() {
     replay_json(&ch, &[fixtures().to_str().unwrap()]);
 
     let out = ch.credtrail_ok(&["query", "run", RUN, "--format", "json"]);
-    let entries: Vec<Value> = serde_json::from_str(&out).unwrap();
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["run_id"], RUN);
+    let entries: Vec<Value> = report["events"].as_array().unwrap().clone();
     assert_eq!(entries.len(), 8, "4 tokens and 4 exchanges: {out}");
     let times: Vec<&str> = entries
         .iter()
@@ -132,14 +134,17 @@ fn run_timeline_shows_phases_aliases_and_outcomes() {
 
     let csv = ch.credtrail_ok(&["query", "run", RUN, "--format", "csv"]);
     assert_eq!(csv.lines().count(), 9, "header and 8 rows");
-    assert!(csv.starts_with("time,phase,alias,provider,kind,outcome"));
+    assert!(csv.starts_with("time,run_id,phase,alias,provider,kind,outcome"));
     let table = ch.credtrail_ok(&["query", "run", RUN]);
     assert!(
-        table.contains("apply  PROD         1 issued, 0 exchanges, 0 failed"),
+        table.contains("apply  PROD         aws    1 issued, 0 exchanges, 0 failed"),
         "{table}"
     );
     let none = ch.credtrail_ok(&["query", "run", "run-doesnotexist"]);
-    assert_eq!(none, "no events for run run-doesnotexist\n");
+    assert_eq!(
+        none,
+        "no events for run run-doesnotexist in this time span\n"
+    );
 }
 
 #[test]

@@ -114,6 +114,7 @@ pub async fn report(
         vec![workspace]
     } else {
         let mut n: Vec<&str> = rows.iter().map(|r| r.workspace_name.as_str()).collect();
+        n.sort_unstable();
         n.dedup();
         n
     };
@@ -132,7 +133,11 @@ pub async fn report(
         .map(|r| {
             let expected = configured
                 .iter()
-                .find(|c| c.provider == r.provider && c.workspace == r.workspace_name)
+                .find(|c| {
+                    c.organization == r.org_name
+                        && c.workspace == r.workspace_name
+                        && c.provider == r.provider
+                })
                 .map(|c| match r.run_phase.as_str() {
                     "apply" => c.apply_principal.clone(),
                     _ => c.plan_principal.clone(),

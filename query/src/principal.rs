@@ -93,7 +93,11 @@ pub async fn uses(
                 .map(|ip| display_ip(ip))
                 .filter(|ip| !ip.is_empty())
                 .collect(),
-            user_agents: r.user_agents.into_iter().filter(|u| !u.is_empty()).collect(),
+            user_agents: r
+                .user_agents
+                .into_iter()
+                .filter(|u| !u.is_empty())
+                .collect(),
         })
         .collect())
 }

@@ -126,7 +126,10 @@ pub fn print(report: &RunReport, format: Format) -> Result<String, QueryError> {
             if report.findings.is_empty() {
                 out.push_str("no findings cite this run\n");
             } else {
-                out.push_str(&format!("{} findings cite this run\n", report.findings.len()));
+                out.push_str(&format!(
+                    "{} findings cite this run\n",
+                    report.findings.len()
+                ));
                 out.push_str(&render(&report.findings, format)?);
             }
             Ok(out)

@@ -80,7 +80,11 @@ pub struct SessionReport {
     pub activity: Option<SessionActivity>,
 }
 
-pub async fn report(store: &Store, session_id: &str, span: &Span) -> Result<SessionReport, QueryError> {
+pub async fn report(
+    store: &Store,
+    session_id: &str,
+    span: &Span,
+) -> Result<SessionReport, QueryError> {
     let lookup = Lookup {
         kind: KeyKind::Session,
         key: session_id,

@@ -66,7 +66,10 @@ mod tests {
     fn instants_are_rfc3339_or_a_duration_ago() {
         let now: DateTime<Utc> = "2024-07-10T00:00:00Z".parse().unwrap();
         let at = |s| parse_instant(s, now).map(|t| t.to_rfc3339());
-        assert_eq!(at("2024-07-09T15:00:00+02:00").unwrap(), "2024-07-09T13:00:00+00:00");
+        assert_eq!(
+            at("2024-07-09T15:00:00+02:00").unwrap(),
+            "2024-07-09T13:00:00+00:00"
+        );
         assert_eq!(at("24h").unwrap(), "2024-07-09T00:00:00+00:00");
         assert_eq!(at("7d").unwrap(), "2024-07-03T00:00:00+00:00");
         assert!(at("yesterday").unwrap_err().contains("neither"));

@@ -22,7 +22,11 @@ pub struct Limits {
 }
 
 /// Runs `sql` read-only, returning its rows as JSON objects (ClickHouse's `JSONEachRow`).
-pub async fn run(store: &Store, sql: &str, limits: Limits) -> Result<Vec<serde_json::Value>, QueryError> {
+pub async fn run(
+    store: &Store,
+    sql: &str,
+    limits: Limits,
+) -> Result<Vec<serde_json::Value>, QueryError> {
     let statement = sql.trim().trim_end_matches(';').trim();
     if statement.is_empty() {
         return Err(QueryError::Refused("empty statement".into()));
@@ -31,7 +35,10 @@ pub async fn run(store: &Store, sql: &str, limits: Limits) -> Result<Vec<serde_j
         .client()
         .clone()
         .with_setting("readonly", "1")
-        .with_setting("max_execution_time", limits.timeout.as_secs().max(1).to_string())
+        .with_setting(
+            "max_execution_time",
+            limits.timeout.as_secs().max(1).to_string(),
+        )
         .with_setting("max_result_rows", limits.max_rows.to_string())
         .with_setting("result_overflow_mode", "throw")
         .with_setting("output_format_json_quote_64bit_integers", "0");
@@ -77,7 +84,10 @@ fn first_line(text: &str) -> &str {
 }
 
 /// Prints ad hoc rows: JSON as they came, CSV and table with the first row's columns.
-pub fn print(rows: &[serde_json::Value], format: crate::render::Format) -> Result<String, QueryError> {
+pub fn print(
+    rows: &[serde_json::Value],
+    format: crate::render::Format,
+) -> Result<String, QueryError> {
     use crate::render::Format;
     let columns: Vec<String> = rows
         .first()

@@ -2,9 +2,11 @@
 //!
 //! The clouds never log the token itself (AWS logs only `sub` and `aud`), so an exchange is
 //! tied to the token the way HCP Terraform uses it: same workspace, phase, provider and
-//! audience, the same run where the log names one (AWS session names and Vault claims do; GCP
-//! and Entra do not), within the token's validity (five minutes of clock skew either side).
-//! Renewals with the same token count as exchanges of it.
+//! audience, within the token's validity (five minutes of clock skew either side), and the same
+//! run where the log names one (AWS session names and Vault claims do). Where the log names no
+//! run (GCP, Entra, failed Vault logins), the exchange belongs to the latest such token issued
+//! before it: the window ends at the next issuance for the same workspace, phase, provider and
+//! audience. Renewals with the same token count as exchanges of it.
 
 use crate::QueryError;
 use crate::events::{self, BY_FINGERPRINT_SQL, BY_JTI_SQL, EventView};
@@ -15,15 +17,17 @@ use credtrail_ingest::store::Store;
 use serde::Serialize;
 
 /// The exchanges of one issued token: organization, workspace (`?`, `?`), the validity bounds
-/// (`?`, `?`, Unix), run id (`?`), phase (`?`), provider (`?`), audience (`?`),
-/// `LIMIT ?, ?`. The workspace and time bounds are the table's primary key.
+/// (`?`, `?`, Unix), run id (`?`), the end for exchanges naming no run (`?`), phase (`?`),
+/// provider (`?`), audience (`?`), `LIMIT ?, ?`. The workspace and time bounds are the table's
+/// primary key.
 pub const TOKEN_EXCHANGES_SQL: &str = "SELECT event_time, event_ms, run_id, run_phase, \
      alias_tag, provider, event_kind, outcome, error_code, org_name, workspace_name, audience, \
      target_principal, session_id, IPv6NumToString(source_ip) AS source_ip, user_agent, \
      token_fingerprint, jti, source, source_event_id FROM events FINAL \
      WHERE org_name = ? AND workspace_name = ? \
      AND event_time >= toDateTime(?) AND event_time <= toDateTime(?) \
-     AND (run_id = ? OR run_id = '') AND run_phase = ? AND provider = ? \
+     AND (run_id = ? OR (run_id = '' AND event_time < toDateTime(?))) \
+     AND run_phase = ? AND provider = ? \
      AND (audience = ? OR audience = '') AND event_kind != 'issuance' \
      ORDER BY event_time, event_ms, source_event_id LIMIT ?, ?";
 
@@ -52,6 +56,7 @@ pub async fn report(store: &Store, token: &str, span: &Span) -> Result<TokenRepo
         let Some((from, to)) = validity(store, i).await? else {
             continue;
         };
+        let next = next_issuance(store, i, to, false).await?;
         let rows: Vec<EventView> = events::fetch(
             store
                 .client()
@@ -61,6 +66,7 @@ pub async fn report(store: &Store, token: &str, span: &Span) -> Result<TokenRepo
                 .bind(from.max(span.since_unix()))
                 .bind(to.min(span.until_unix()))
                 .bind(&i.run_id)
+                .bind(next)
                 .bind(&i.phase)
                 .bind(&i.provider)
                 .bind(&i.audience)
@@ -69,6 +75,22 @@ pub async fn report(store: &Store, token: &str, span: &Span) -> Result<TokenRepo
         )
         .await?;
         exchanges.extend(rows);
+        if let Some(principal) = configured_principal(store, i).await? {
+            let next = next_issuance(store, i, to, true).await?;
+            let rows = events::fetch(
+                store
+                    .client()
+                    .query(UNNAMED_EXCHANGES_SQL)
+                    .bind(&i.provider)
+                    .bind(principal)
+                    .bind(from.max(span.since_unix()))
+                    .bind(next.min(span.until_unix()))
+                    .bind(span.offset)
+                    .bind(span.limit),
+            )
+            .await?;
+            exchanges.extend(rows);
+        }
     }
     exchanges.sort_by(|a, b| (&a.time, &a.source_event_id).cmp(&(&b.time, &b.source_event_id)));
     exchanges.dedup_by(|a, b| a.source_event_id == b.source_event_id && a.source == b.source);
@@ -103,6 +125,82 @@ async fn validity(store: &Store, issued: &EventView) -> Result<Option<(u32, u32)
             u32::try_from(to).unwrap_or(u32::MAX),
         )
     }))
+}
+
+/// When the next token for the same workspace, phase, provider and audience was issued (by
+/// `until` at the latest): where a run-less exchange stops belonging to `issued`. With
+/// `any_phase`, the next token of either phase counts (for logs that name no phase either).
+async fn next_issuance(
+    store: &Store,
+    issued: &EventView,
+    until: u32,
+    any_phase: bool,
+) -> Result<u32, QueryError> {
+    let phase = if any_phase { "" } else { issued.phase.as_str() };
+    let at = chrono::DateTime::parse_from_rfc3339(&issued.time)
+        .map(|t| u32::try_from(t.timestamp()).unwrap_or(0))
+        .unwrap_or(0);
+    let next: u32 = store
+        .client()
+        .query(NEXT_ISSUANCE_SQL)
+        .bind(&issued.organization)
+        .bind(&issued.workspace)
+        .bind(at)
+        .bind(until)
+        .bind(phase)
+        .bind(phase)
+        .bind(&issued.provider)
+        .bind(&issued.audience)
+        .fetch_one()
+        .await?;
+    Ok(if next == 0 { until } else { next.min(until) })
+}
+
+/// The first issuance after `?` and by `?` (Unix) in organization and workspace `?`, `?` for the
+/// same phase (`?`, `?`; empty for any), provider and audience (`?`, `?`); 0 when none.
+pub const NEXT_ISSUANCE_SQL: &str = "SELECT toUInt32(min(toUnixTimestamp(event_time))) \
+     FROM events FINAL \
+     WHERE org_name = ? AND workspace_name = ? \
+     AND event_time > toDateTime(?) AND event_time <= toDateTime(?) \
+     AND event_kind = 'issuance' AND (? = '' OR run_phase = ?) AND provider = ? \
+     AND audience = ?";
+
+/// Exchanges whose log names neither workspace nor phase (Entra sign-ins name the application
+/// only), by provider (`?`) and principal (`?`) in `[?, ?)` (Unix), `LIMIT ?, ?`.
+pub const UNNAMED_EXCHANGES_SQL: &str = "SELECT event_time, event_ms, run_id, run_phase, \
+     alias_tag, provider, event_kind, outcome, error_code, org_name, workspace_name, audience, \
+     target_principal, session_id, IPv6NumToString(source_ip) AS source_ip, user_agent, \
+     token_fingerprint, jti, source, source_event_id FROM events FINAL \
+     WHERE org_name = '' AND workspace_name = '' AND provider = ? AND target_principal = ? \
+     AND event_time >= toDateTime(?) AND event_time < toDateTime(?) \
+     AND event_kind = 'exchange' \
+     ORDER BY event_time, event_ms, source_event_id LIMIT ?, ?";
+
+/// For providers whose log names only the principal (Azure): the one the configuration in force
+/// at issuance names for the token's workspace, alias and phase.
+async fn configured_principal(
+    store: &Store,
+    issued: &EventView,
+) -> Result<Option<String>, QueryError> {
+    if issued.provider != "azure" {
+        return Ok(None);
+    }
+    let at = chrono::DateTime::parse_from_rfc3339(&issued.time)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_default();
+    let configured = crate::inventory::at(store, at, &issued.workspace).await?;
+    Ok(configured
+        .into_iter()
+        .find(|c| {
+            c.organization == issued.organization
+                && c.provider == issued.provider
+                && c.alias == issued.alias
+        })
+        .map(|c| match issued.phase.as_str() {
+            "apply" => c.apply_principal,
+            _ => c.plan_principal,
+        })
+        .filter(|p| !p.is_empty()))
 }
 
 /// An issuance's `iat` and `exp` (Unix; `exp` defaults to an hour after `iat`, HCP Terraform's

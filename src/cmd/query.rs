@@ -109,9 +109,10 @@ pub async fn run(config: Option<&Path>, query: Query) -> anyhow::Result<ExitCode
     let config = load_config(config)?;
     let store = open_store(&config)?;
     let text = match query {
-        Query::Run { run_id, out } => {
-            run::print(&run::report(&store, &run_id, &out.span()?).await?, out.format)?
-        }
+        Query::Run { run_id, out } => run::print(
+            &run::report(&store, &run_id, &out.span()?).await?,
+            out.format,
+        )?,
         Query::Workspace { workspace, out } => workspace::print(
             &workspace::report(&store, &workspace, &out.span()?).await?,
             out.format,
@@ -133,9 +134,10 @@ pub async fn run(config: Option<&Path>, query: Query) -> anyhow::Result<ExitCode
             &session::report(&store, &session_id, &out.span()?).await?,
             out.format,
         )?,
-        Query::Token { token, out } => {
-            token::print(&token::report(&store, &token, &out.span()?).await?, out.format)?
-        }
+        Query::Token { token, out } => token::print(
+            &token::report(&store, &token, &out.span()?).await?,
+            out.format,
+        )?,
         Query::Sql {
             statement,
             out,

@@ -8,8 +8,8 @@ use crate::ids::Ids;
 use crate::plant::Planned;
 use crate::records::{self, AWS_UA, Call, GCP_UA, Token, VAULT_UA};
 use crate::world::{Config, Provider, Workspace};
-use crate::{Gen, Out};
-use chrono::{DateTime, Duration, Utc};
+use crate::{Fact, Gen, Out};
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use rand::Rng;
 
 /// A token's lifetime: the phase timeout (HCP Terraform's default, two hours).
@@ -38,7 +38,51 @@ pub fn issue(
         },
     );
     out.event("issuance.ndjson", jti.clone(), &record);
+    out.fact(Fact {
+        id: jti.clone(),
+        kind: "issuance".into(),
+        provider: config.provider.as_str().into(),
+        org: ws.org.clone(),
+        workspace: ws.name.clone(),
+        run: run.into(),
+        phase: phase.into(),
+        alias: config.alias.clone(),
+        principal: String::new(),
+        outcome: "issued".into(),
+        jti: jti.clone(),
+        session: String::new(),
+        time: iat.to_rfc3339_opts(SecondsFormat::Secs, true),
+    });
     jti
+}
+
+/// The fact of one exchange record of call `c` (`run` as the log names it).
+fn fact(c: &Call, id: &str, run: &str, jti: &str, session: &str, time: DateTime<Utc>) -> Fact {
+    Fact {
+        id: id.into(),
+        kind: "exchange".into(),
+        provider: c.config.provider.as_str().into(),
+        org: c.ws.org.clone(),
+        // A module test's token names a module, not a workspace.
+        workspace: if c.sub.contains(":workspace:") {
+            c.ws.name.clone()
+        } else {
+            String::new()
+        },
+        run: run.into(),
+        phase: c.phase.into(),
+        alias: c.config.alias.clone(),
+        principal: c.principal.clone(),
+        outcome: if c.error.is_some() {
+            "failure"
+        } else {
+            "success"
+        }
+        .into(),
+        jti: jti.into(),
+        session: session.into(),
+        time: time.to_rfc3339_opts(SecondsFormat::Secs, true),
+    }
 }
 
 /// The exchange a run makes for `config` in `phase`, as it normally looks.
@@ -82,10 +126,15 @@ pub fn exchange(ids: &mut Ids, out: &mut Out, c: &Call, jti: &str) {
     match c.config.provider {
         Provider::Aws => {
             let (id, r) = records::cloudtrail_exchange(ids, c);
+            let key = r["responseElements"]["credentials"]["accessKeyId"]
+                .as_str()
+                .unwrap_or_default();
+            out.fact(fact(c, &id, c.run, jti, key, c.time));
             out.event("cloudtrail.ndjson", id, &r);
         }
         Provider::Gcp => {
             let (id, r) = records::gcp_exchange_token(ids, c);
+            out.fact(fact(c, &id, "", jti, "", c.time));
             out.event("gcp.ndjson", id, &r);
             if c.error.is_none() {
                 let later = Call {
@@ -93,16 +142,20 @@ pub fn exchange(ids: &mut Ids, out: &mut Out, c: &Call, jti: &str) {
                     ..c.clone()
                 };
                 let (id, r) = records::gcp_generate_access_token(ids, &later);
+                out.fact(fact(c, &id, "", jti, "", later.time));
                 out.event("gcp.ndjson", id, &r);
             }
         }
         Provider::Vault => {
             let (id, [request, response]) = records::vault_login(ids, c, jti);
+            let run = if c.error.is_none() { c.run } else { "" };
+            out.fact(fact(c, &id, run, jti, "", c.time));
             out.line("vault.log", &request);
             out.event("vault.log", id, &response);
         }
         Provider::Azure => {
             let (id, r) = records::entra_signin(ids, c);
+            out.fact(fact(c, &id, "", jti, "", c.time));
             out.event("entra.ndjson", id, &r);
         }
     }

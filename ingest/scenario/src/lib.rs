@@ -94,6 +94,8 @@ pub struct Scenario {
     pub trust: Vec<(&'static str, String)>,
     pub inventory: String,
     pub expected: Expected,
+    /// `truth.ndjson`: one [`Fact`] per ordinary issuance and exchange.
+    pub truth: String,
 }
 
 impl Scenario {
@@ -107,6 +109,7 @@ impl Scenario {
             std::fs::write(dir.join(name), text)?;
         }
         std::fs::write(dir.join("inventory.toml"), &self.inventory)?;
+        std::fs::write(dir.join("truth.ndjson"), &self.truth)?;
         let expected =
             serde_json::to_string_pretty(&self.expected).map_err(std::io::Error::other)?;
         std::fs::write(dir.join("expected.json"), expected + "\n")
@@ -123,9 +126,38 @@ impl Scenario {
     }
 }
 
+/// One ordinary issuance or exchange event as the generator meant it: `truth.ndjson`, the
+/// ground truth the forensic query tests compare credtrail's answers with. Fields are what the
+/// source log names (an exchange's `run` is empty where the log does not carry it: GCP, Entra,
+/// failed Vault logins).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Fact {
+    /// The stored event's source event id.
+    pub id: String,
+    /// `issuance` or `exchange`.
+    pub kind: String,
+    pub provider: String,
+    pub org: String,
+    pub workspace: String,
+    pub run: String,
+    pub phase: String,
+    pub alias: String,
+    /// The principal asked for.
+    pub principal: String,
+    /// `issued`, `success` or `failure`.
+    pub outcome: String,
+    /// The token issued, or the token this exchange presented.
+    pub jti: String,
+    /// The AWS access key id a successful AssumeRoleWithWebIdentity returned.
+    pub session: String,
+    /// RFC 3339 UTC, seconds.
+    pub time: String,
+}
+
 /// Where generated records go while a scenario is built, and which of them are planted.
 pub struct Out {
     lines: BTreeMap<&'static str, String>,
+    facts: Vec<Fact>,
     audit: Vec<Value>,
     benign: usize,
     planted: usize,
@@ -137,6 +169,7 @@ impl Out {
     fn new() -> Out {
         Out {
             lines: FILES.iter().map(|f| (*f, String::new())).collect(),
+            facts: Vec::new(),
             audit: Vec::new(),
             benign: 0,
             planted: 0,
@@ -168,6 +201,13 @@ impl Out {
                 self.planted += 1;
             }
             None => self.benign += 1,
+        }
+    }
+
+    /// Records what an ordinary event is (planted events are described by their case).
+    pub fn fact(&mut self, fact: Fact) {
+        if self.planting.is_none() {
+            self.facts.push(fact);
         }
     }
 
@@ -235,6 +275,13 @@ pub fn generate(spec: &Spec) -> Result<Scenario, String> {
         files,
         trust,
         inventory: g.world.inventory_toml(),
+        truth: g
+            .out
+            .facts
+            .iter()
+            .map(|f| serde_json::to_string(f).map(|l| l + "\n"))
+            .collect::<Result<String, _>>()
+            .map_err(|e| e.to_string())?,
         expected: Expected {
             seed: spec.seed,
             start: at(g.start),

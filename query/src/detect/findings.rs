@@ -101,7 +101,6 @@ pub struct FindingView {
     pub status: String,
 }
 
-
 impl Tabular for FindingView {
     fn headers() -> &'static [&'static str] {
         &[
