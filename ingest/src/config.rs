@@ -168,6 +168,7 @@ pub struct HttpConfig {
     pub listen: String,
     pub max_body_bytes: usize,
     pub auth_tokens_file: Option<PathBuf>,
+    pub api_tokens_file: Option<PathBuf>,
     pub allow_unauthenticated: bool,
     pub ack_timeout_secs: u64,
     pub tls_cert_file: Option<PathBuf>,
@@ -180,6 +181,7 @@ impl Default for HttpConfig {
             listen: "127.0.0.1:8686".into(),
             max_body_bytes: 32 << 20,
             auth_tokens_file: None,
+            api_tokens_file: None,
             allow_unauthenticated: false,
             ack_timeout_secs: 60,
             tls_cert_file: None,
@@ -335,6 +337,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "http.auth_tokens_file",
         "File of accepted bearer tokens, one per line (or CREDTRAIL_HTTP_AUTH_TOKENS, comma-separated).",
+    ),
+    (
+        "http.api_tokens_file",
+        "File of bearer tokens that may read the forensic API and console, one per line (or CREDTRAIL_HTTP_API_TOKENS). Ingest tokens cannot read.",
     ),
     (
         "http.allow_unauthenticated",
@@ -608,6 +614,7 @@ impl Config {
             ("http.tls_cert_file", &h.tls_cert_file),
             ("http.tls_key_file", &h.tls_key_file),
             ("http.auth_tokens_file", &h.auth_tokens_file),
+            ("http.api_tokens_file", &h.api_tokens_file),
         ] {
             if let Some(f) = file
                 && !f.is_file()
@@ -680,15 +687,11 @@ impl Config {
     /// The collector's accepted bearer tokens. An empty list is an error unless
     /// `http.allow_unauthenticated` says otherwise.
     pub fn http_auth_tokens(&self) -> Result<Vec<String>, ConfigError> {
-        let mut tokens: Vec<String> = std::env::var("CREDTRAIL_HTTP_AUTH_TOKENS")
-            .map(|v| v.split(',').map(|t| t.trim().to_owned()).collect())
-            .unwrap_or_default();
-        if let Some(f) = &self.http.auth_tokens_file {
-            let text = std::fs::read_to_string(f)
-                .map_err(|e| err("http.auth_tokens_file", e.to_string()))?;
-            tokens.extend(text.lines().map(|l| l.trim().to_owned()));
-        }
-        tokens.retain(|t| !t.is_empty() && !t.starts_with('#'));
+        let tokens = tokens(
+            "CREDTRAIL_HTTP_AUTH_TOKENS",
+            "http.auth_tokens_file",
+            self.http.auth_tokens_file.as_deref(),
+        )?;
         if tokens.is_empty() && !self.http.allow_unauthenticated {
             return Err(err(
                 "http.auth_tokens_file",
@@ -697,6 +700,36 @@ impl Config {
         }
         Ok(tokens)
     }
+}
+
+impl Config {
+    /// The bearer tokens that may read the API and console (none: only with
+    /// `http.allow_unauthenticated`).
+    pub fn http_api_tokens(&self) -> Result<Vec<String>, ConfigError> {
+        tokens(
+            "CREDTRAIL_HTTP_API_TOKENS",
+            "http.api_tokens_file",
+            self.http.api_tokens_file.as_deref(),
+        )
+    }
+}
+
+/// Tokens from a comma-separated environment variable and a file of one per line (`#` starts a
+/// comment line).
+fn tokens(
+    var: &str,
+    key: &str,
+    file: Option<&std::path::Path>,
+) -> Result<Vec<String>, ConfigError> {
+    let mut tokens: Vec<String> = std::env::var(var)
+        .map(|v| v.split(',').map(|t| t.trim().to_owned()).collect())
+        .unwrap_or_default();
+    if let Some(f) = file {
+        let text = std::fs::read_to_string(f).map_err(|e| err(key, e.to_string()))?;
+        tokens.extend(text.lines().map(|l| l.trim().to_owned()));
+    }
+    tokens.retain(|t| !t.is_empty() && !t.starts_with('#'));
+    Ok(tokens)
 }
 
 impl KafkaConfig {

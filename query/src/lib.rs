@@ -11,6 +11,8 @@
 #[macro_use]
 pub mod lookup;
 pub mod alias;
+pub mod api;
+pub mod console;
 pub mod detect;
 pub mod events;
 pub mod inventory;

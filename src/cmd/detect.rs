@@ -65,6 +65,9 @@ struct ListArgs {
     /// Only this rule.
     #[arg(long)]
     rule: Option<String>,
+    /// Only this status: open, suppressed or resolved.
+    #[arg(long, value_parser = ["open", "suppressed", "resolved"])]
+    status: Option<String>,
     /// At least this severity: info, low, medium, high, critical.
     #[arg(long, default_value = "info")]
     severity: String,
@@ -163,14 +166,15 @@ async fn list(config: Option<&Path>, args: ListArgs) -> anyhow::Result<ExitCode>
     let config = load_config(config)?;
     let store = open_store(&config)?;
     let since = args.since.unwrap_or_else(|| Utc::now() - Duration::days(7));
-    let rows = findings::list(
-        &store,
+    let filter = findings::Filter {
         since,
-        args.rule.as_deref().unwrap_or(""),
-        severity,
-        args.limit,
-    )
-    .await?;
+        rule: args.rule.unwrap_or_default(),
+        min_severity: severity,
+        status: args.status.unwrap_or_default(),
+        offset: 0,
+        limit: args.limit,
+    };
+    let rows = findings::list(&store, &filter).await?;
     print!("{}", findings::print(&rows, args.format)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -6,6 +6,7 @@ use super::{load_config, open_store};
 use anyhow::Context;
 use credtrail_ingest::metrics::Metrics;
 use credtrail_ingest::sources::Intake;
+use credtrail_ingest::sources::bearer::Bearer;
 use credtrail_ingest::sources::kafka::KafkaSource;
 use credtrail_ingest::{sink, sources};
 use credtrail_query::detect::metrics::DetectMetrics;
@@ -70,7 +71,15 @@ pub async fn collect(config: Option<&Path>, detect: bool) -> anyhow::Result<Exit
         })
     });
 
-    let router = sources::http::router(&config, tokens, sink, store, intake);
+    let mut router = sources::http::router(&config, tokens, sink, store.clone(), intake);
+    if detect {
+        // `serve` also answers forensic queries: the API and the console.
+        let readers = config
+            .http_api_tokens()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let bearer = Bearer::new(&readers, config.http.allow_unauthenticated);
+        router = router.merge(credtrail_query::api::router(store, bearer));
+    }
     let stopping = stop.clone();
     let shutdown = async move {
         tokio::select! {

@@ -8,6 +8,7 @@
 //! by SHA-256 digest in constant time. `/healthz` is liveness, `/readyz` checks ClickHouse and
 //! the schema, `/metrics` is the Prometheus exposition.
 
+use super::bearer::Bearer;
 use super::{Intake, RecordError, Tally};
 use crate::config::Config;
 use crate::formats::otlp;
@@ -24,11 +25,10 @@ use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceResponse,
 };
-use sha2::{Digest, Sha256};
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use subtle::ConstantTimeEq;
 
 /// How many per-record errors a response lists before it only counts them.
 const MAX_REPORTED_ERRORS: usize = 1000;
@@ -38,8 +38,7 @@ struct AppState {
     store: Store,
     metrics: Metrics,
     intake: Intake,
-    token_digests: Vec<[u8; 32]>,
-    allow_unauthenticated: bool,
+    bearer: Bearer,
     ack_timeout: Duration,
 }
 
@@ -75,11 +74,7 @@ pub fn router(
         store,
         metrics: intake.metrics.clone(),
         intake,
-        token_digests: tokens
-            .iter()
-            .map(|t| Sha256::digest(t.as_bytes()).into())
-            .collect(),
-        allow_unauthenticated: config.http.allow_unauthenticated,
+        bearer: Bearer::new(&tokens, config.http.allow_unauthenticated),
         ack_timeout: Duration::from_secs(config.http.ack_timeout_secs),
     });
     Router::new()
@@ -145,23 +140,7 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
 }
 
 fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
-    if state.allow_unauthenticated {
-        return true;
-    }
-    let Some(presented) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    let digest: [u8; 32] = Sha256::digest(presented.trim().as_bytes()).into();
-    // Check every token so the time taken does not say which one matched.
-    let mut ok = subtle::Choice::from(0u8);
-    for known in &state.token_digests {
-        ok |= known.ct_eq(&digest);
-    }
-    ok.into()
+    state.bearer.admits(headers)
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {

@@ -2,6 +2,7 @@
 //! decide each record's fate, and hands rows to the sink, answering its sender only once the
 //! sink has acknowledged them.
 
+pub mod bearer;
 pub mod http;
 #[cfg(feature = "kafka")]
 pub mod kafka;

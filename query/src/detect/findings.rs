@@ -13,7 +13,8 @@ use credtrail_ingest::store::Store;
 use serde::{Deserialize, Serialize};
 
 /// Findings last seen at or after `?`, optionally of one rule (`?`, empty for all), at or above
-/// a severity rank (`?`: 0 info … 4 critical), newest first, at most `?` rows.
+/// a severity rank (`?`: 0 info … 4 critical), optionally of one status (`?`, empty for all),
+/// newest first, `LIMIT ?, ?` (offset, count).
 pub const FINDINGS_SQL: &str = "SELECT finding_id, rule_id AS rule, severity, provider, \
      org_name AS organization, workspace_name AS workspace, alias_tag AS alias, run_id, \
      toUnixTimestamp(first_seen) AS first_seen_unix, toUnixTimestamp(last_seen) AS last_seen_unix, \
@@ -21,7 +22,8 @@ pub const FINDINGS_SQL: &str = "SELECT finding_id, rule_id AS rule, severity, pr
      FROM findings FINAL \
      WHERE last_seen >= toDateTime(?) AND (? = '' OR rule_id = ?) \
      AND indexOf(['info', 'low', 'medium', 'high', 'critical'], severity) - 1 >= ? \
-     ORDER BY last_seen DESC, rule, finding_id LIMIT ?";
+     AND (? = '' OR status = ?) \
+     ORDER BY last_seen DESC, rule, finding_id LIMIT ?, ?";
 
 /// The findings that cite a run: its id (`?`) or one of its events' ids (`?`, an array), newest
 /// first, `LIMIT ?`.
@@ -133,22 +135,32 @@ impl Tabular for FindingView {
     }
 }
 
-/// Findings per the filters.
-pub async fn list(
-    store: &Store,
-    since: DateTime<Utc>,
-    rule: &str,
-    min_severity: Severity,
-    limit: u64,
-) -> Result<Vec<FindingView>, QueryError> {
+/// Which findings to list.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    pub since: DateTime<Utc>,
+    /// A rule id; empty for all.
+    pub rule: String,
+    pub min_severity: Severity,
+    /// `open`, `suppressed` or `resolved`; empty for all.
+    pub status: String,
+    pub offset: u64,
+    pub limit: u64,
+}
+
+/// Findings per the filter.
+pub async fn list(store: &Store, f: &Filter) -> Result<Vec<FindingView>, QueryError> {
     let query = store
         .client()
         .query(FINDINGS_SQL)
-        .bind(since.timestamp().max(0))
-        .bind(rule)
-        .bind(rule)
-        .bind(min_severity as i64)
-        .bind(limit);
+        .bind(f.since.timestamp().max(0))
+        .bind(&f.rule)
+        .bind(&f.rule)
+        .bind(f.min_severity as i64)
+        .bind(&f.status)
+        .bind(&f.status)
+        .bind(f.offset)
+        .bind(f.limit);
     fetch(query).await
 }
 
