@@ -8,9 +8,10 @@ set -eo pipefail
 set -u
 cd "$(dirname "$0")/.."
 
-# Build dependencies of rdkafka's bundled librdkafka (TLS via the system OpenSSL), and Debian's
-# prometheus (the server and promtool) for the alert-rule tests.
-packages="libssl-dev pkg-config prometheus"
+# Build dependencies of rdkafka's bundled librdkafka (TLS via the system OpenSSL), Debian's
+# prometheus (the server and promtool) for the alert-rule and dashboard tests, and chromium for
+# the web console test.
+packages="libssl-dev pkg-config prometheus chromium"
 if ! dpkg -s $packages >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages >/dev/null \
     || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages >/dev/null; }

@@ -120,19 +120,40 @@ async function show_aliases(form) {
   } catch (e) { status("aliases-status", e.message, true); }
 }
 
+// The hash is the view and its arguments: `#findings&since=2024-07-01&severity=high`,
+// `#run=run-…`, `#aliases=workspace&since=7d`, so every view can be linked to.
+function parse_hash() {
+  const parts = location.hash.replace(/^#/, "").split("&").filter(Boolean);
+  const [view, arg] = (parts.shift() || "findings").split("=");
+  const params = {};
+  for (const p of parts) {
+    const i = p.indexOf("=");
+    if (i > 0) params[p.slice(0, i)] = decodeURIComponent(p.slice(i + 1));
+  }
+  return { view, arg: arg ? decodeURIComponent(arg) : "", params };
+}
+
+function fill(form, params) {
+  for (const [k, v] of Object.entries(params)) if (form.elements[k]) form.elements[k].value = v;
+}
+
 function route() {
-  const h = location.hash.replace(/^#/, "");
-  const [view, arg] = h.split("=");
+  const { view, arg, params } = parse_hash();
   const name = view === "run" || view === "aliases" ? view : "findings";
   for (const s of document.querySelectorAll(".view")) s.hidden = s.id !== name + "-view";
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.view === name);
-  if (name === "run" && arg) show_run(decodeURIComponent(arg));
+  if (name === "run" && arg) show_run(arg);
   if (name === "aliases" && arg) {
     const form = document.getElementById("alias-form");
-    form.workspace.value = decodeURIComponent(arg);
+    fill(form, params);
+    form.workspace.value = arg;
     show_aliases(form);
   }
-  if (name === "findings") show_findings(document.getElementById("finding-filters"));
+  if (name === "findings") {
+    const form = document.getElementById("finding-filters");
+    fill(form, params);
+    show_findings(form);
+  }
 }
 
 document.addEventListener("DOMContentLoaded", () => {
