@@ -360,6 +360,8 @@ fn modern_ddl_and_every_shipped_query_agree_with_18_16() {
         .collect();
     let mut queries: Vec<(&str, String)> = queries;
     queries.extend(rule_queries.iter().map(|(n, s)| (n.as_str(), s.clone())));
+    let dashboard_queries = dashboard_queries(&ch);
+    queries.extend(dashboard_queries.iter().map(|(n, s)| (n.as_str(), s.clone())));
 
     let tables = export(
         &ch,
@@ -416,7 +418,7 @@ fn modern_ddl_and_every_shipped_query_agree_with_18_16() {
     for (name, sql) in &queries {
         let mut legacy = rows(&ch, sql);
         assert!(
-            !legacy.is_empty() || name.starts_with("rule "),
+            !legacy.is_empty() || name.starts_with("rule ") || name.starts_with("dashboard "),
             "{name} returns rows on 18.16"
         );
         let mut modern_rows = modern["results"][*name]
@@ -433,6 +435,59 @@ fn modern_ddl_and_every_shipped_query_agree_with_18_16() {
             "{name} differs between 18.16 and {version}"
         );
     }
+}
+
+/// Every ClickHouse panel and template variable of the Grafana dashboards, expanded as the
+/// plugin does over the fixtures' days (the pipeline dashboard over the last hour, when the
+/// dead letters arrived), with every variable at All (its values as 18.16 lists them).
+fn dashboard_queries(ch: &ClickHouse) -> Vec<(String, String)> {
+    use support::grafana::{self, Kind, Range};
+    let fixtures = Range {
+        from: 1_720_483_200,
+        to: 1_720_656_000,
+        interval_s: 3600,
+    };
+    let now = chrono::Utc::now().timestamp();
+    let mut out = Vec::new();
+    for file in grafana::dashboard_files() {
+        let d = grafana::load(&file);
+        let uid = d["uid"].as_str().unwrap().to_owned();
+        let range = if uid == "credtrail-pipeline" {
+            Range {
+                from: now - 3600,
+                to: now + 3600,
+                interval_s: 60,
+            }
+        } else {
+            fixtures
+        };
+        let mut vars = std::collections::BTreeMap::new();
+        for (name, source) in grafana::variables(&d) {
+            let values = match source {
+                Ok(sql) => {
+                    let sql = grafana::expand(&sql, range, &vars);
+                    out.push((format!("dashboard {uid} variable {name}"), sql.clone()));
+                    rows(ch, &sql)
+                        .into_iter()
+                        .map(|r| r[name.as_str()].as_str().map(String::from))
+                        .map(|v| v.unwrap_or_default())
+                        .collect()
+                }
+                Err(fixed) => fixed,
+            };
+            vars.insert(name, values);
+        }
+        for q in grafana::panel_queries().into_iter().filter(|q| q.dashboard == uid) {
+            if let Kind::ClickHouse(sql) = q.kind {
+                out.push((
+                    format!("dashboard {uid} {}", q.title),
+                    grafana::expand(&sql, range, &vars),
+                ));
+            }
+        }
+    }
+    assert!(out.len() >= 15, "{} dashboard queries", out.len());
+    out
 }
 
 /// Every table in `names` exported from 18.16 as RowBinary into `dir`, as the chdb spec lists them.

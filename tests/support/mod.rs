@@ -5,6 +5,8 @@
 //! still gets its own database.
 #![allow(dead_code)]
 
+pub mod grafana;
+
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
