@@ -2,6 +2,7 @@
 //! `credtrail-ingest` (write path) and `credtrail-query` (read path) libraries together.
 
 mod cmd;
+mod telemetry;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -57,14 +58,14 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&cli.log)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let config = cli.config.as_deref();
+    // The telemetry section is read before the command runs (the command reports a broken
+    // configuration itself); only long-running commands export.
+    let otlp = matches!(cli.command, Command::Serve(_) | Command::Ingest(_))
+        .then(|| credtrail_ingest::config::Config::load(config).ok())
+        .flatten()
+        .map(|c| c.telemetry);
+    let telemetry = std::sync::Arc::new(telemetry::init(&cli.log, otlp));
     let result = match cli.command {
         Command::Validate(args) => cmd::validate::run(args),
         Command::Emit(args) => cmd::emit::run(args),
@@ -77,8 +78,8 @@ fn main() -> ExitCode {
             rt.block_on(async {
                 match command {
                     Command::Migrate(args) => cmd::migrate::run(config, args).await,
-                    Command::Ingest(args) => cmd::ingest::run(config, args).await,
-                    Command::Serve(_) => cmd::ingest::collect(config, true).await,
+                    Command::Ingest(args) => cmd::ingest::run(config, args, &telemetry).await,
+                    Command::Serve(_) => cmd::ingest::collect(config, true, &telemetry).await,
                     Command::Replay(args) => cmd::replay::run(config, args).await,
                     Command::Query(q) => cmd::query::run(config, q).await,
                     Command::Inventory(i) => cmd::inventory::run(config, i).await,
@@ -91,6 +92,7 @@ fn main() -> ExitCode {
             })
         }
     };
+    telemetry.shutdown();
     match result {
         Ok(code) => code,
         Err(e) => {

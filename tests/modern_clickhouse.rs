@@ -361,7 +361,11 @@ fn modern_ddl_and_every_shipped_query_agree_with_18_16() {
     let mut queries: Vec<(&str, String)> = queries;
     queries.extend(rule_queries.iter().map(|(n, s)| (n.as_str(), s.clone())));
     let dashboard_queries = dashboard_queries(&ch);
-    queries.extend(dashboard_queries.iter().map(|(n, s)| (n.as_str(), s.clone())));
+    queries.extend(
+        dashboard_queries
+            .iter()
+            .map(|(n, s)| (n.as_str(), s.clone())),
+    );
 
     let tables = export(
         &ch,
@@ -477,7 +481,10 @@ fn dashboard_queries(ch: &ClickHouse) -> Vec<(String, String)> {
             };
             vars.insert(name, values);
         }
-        for q in grafana::panel_queries().into_iter().filter(|q| q.dashboard == uid) {
+        for q in grafana::panel_queries()
+            .into_iter()
+            .filter(|q| q.dashboard == uid)
+        {
             if let Kind::ClickHouse(sql) = q.kind {
                 out.push((
                     format!("dashboard {uid} {}", q.title),

@@ -25,6 +25,26 @@ pub struct Config {
     pub cloudtrail: CloudTrailConfig,
     pub detect: DetectConfig,
     pub metrics: MetricsConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+/// credtrail's own traces and metrics over OTLP/HTTP (off unless an endpoint is set).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    pub otlp_endpoint: Option<String>,
+    pub service_name: String,
+    pub metrics_interval_secs: u64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            otlp_endpoint: None,
+            service_name: "credtrail".into(),
+            metrics_interval_secs: 60,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -471,6 +491,18 @@ pub const KEYS: &[(&str, &str)] = &[
         "alias.refresh_secs",
         "How often `credtrail ingest` reloads the alias inventory that attribution uses, in seconds.",
     ),
+    (
+        "telemetry.otlp_endpoint",
+        "OTLP/HTTP base URL (e.g. http://collector:4318) for credtrail's own traces (/v1/traces) and metrics (/v1/metrics); unset: off.",
+    ),
+    (
+        "telemetry.service_name",
+        "The `service.name` resource attribute of what credtrail exports over OTLP.",
+    ),
+    (
+        "telemetry.metrics_interval_secs",
+        "How often the metrics (those of /metrics) are exported over OTLP, in seconds.",
+    ),
 ];
 
 /// One configuration problem, with the key it is about.
@@ -647,6 +679,17 @@ impl Config {
                 "detect.max_lateness_secs",
                 "must be at least detect.window_secs",
             ));
+        }
+        if let Some(url) = &self.telemetry.otlp_endpoint
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            e.push(err(
+                "telemetry.otlp_endpoint",
+                "must be an http:// or https:// URL (OTLP over HTTP)",
+            ));
+        }
+        if self.telemetry.metrics_interval_secs == 0 {
+            e.push(err("telemetry.metrics_interval_secs", "must be at least 1"));
         }
         for (key, cap) in [
             ("metrics.max_aliases", self.metrics.max_aliases),
@@ -975,6 +1018,7 @@ mod tests {
             },
             http: HttpConfig {
                 auth_tokens_file: Some("a".into()),
+                api_tokens_file: Some("r".into()),
                 tls_cert_file: Some("c".into()),
                 tls_key_file: Some("k".into()),
                 ..Default::default()
@@ -986,6 +1030,10 @@ mod tests {
             detect: DetectConfig {
                 suppressions_file: Some("f".into()),
                 max_settle_secs: Some(1),
+                ..Default::default()
+            },
+            telemetry: TelemetryConfig {
+                otlp_endpoint: Some("http://127.0.0.1:4318".into()),
                 ..Default::default()
             },
             ..Default::default()

@@ -3,6 +3,7 @@
 //! the scheduled detection loop beside it.
 
 use super::{load_config, open_store};
+use crate::telemetry::Telemetry;
 use anyhow::Context;
 use credtrail_ingest::metrics::Metrics;
 use credtrail_ingest::sources::Intake;
@@ -20,12 +21,20 @@ use tokio::sync::watch;
 #[derive(Debug, clap::Args)]
 pub struct Args {}
 
-pub async fn run(config: Option<&Path>, _args: Args) -> anyhow::Result<ExitCode> {
-    collect(config, false).await
+pub async fn run(
+    config: Option<&Path>,
+    _args: Args,
+    telemetry: &Arc<Telemetry>,
+) -> anyhow::Result<ExitCode> {
+    collect(config, false, telemetry).await
 }
 
 /// The collectors and the sink, and with `detect` (and `detect.enabled`) the detection loop.
-pub async fn collect(config: Option<&Path>, detect: bool) -> anyhow::Result<ExitCode> {
+pub async fn collect(
+    config: Option<&Path>,
+    detect: bool,
+    telemetry: &Arc<Telemetry>,
+) -> anyhow::Result<ExitCode> {
     let config = load_config(config)?;
     let tokens = config.http_auth_tokens()?;
     let store = open_store(&config)?;
@@ -42,6 +51,17 @@ pub async fn collect(config: Option<&Path>, detect: bool) -> anyhow::Result<Exit
         })))
     } else {
         None
+    };
+    telemetry.export_metrics(&metrics.registry);
+    let mirror = {
+        let telemetry = telemetry.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(crate::telemetry::MIRROR_EVERY);
+            loop {
+                every.tick().await;
+                telemetry.mirror_new_families();
+            }
+        })
     };
     let (sink, sink_task) = sink::spawn(store.clone(), config.sink.clone(), metrics.clone());
     let intake = Intake::from_config(&config, metrics.clone());
@@ -93,6 +113,7 @@ pub async fn collect(config: Option<&Path>, detect: bool) -> anyhow::Result<Exit
         .context("HTTP collector")?;
     stop.store(true, Ordering::Relaxed);
     refresh.abort();
+    mirror.abort();
     let _ = detect_stop.send(true);
     if let Some(task) = detector {
         task.await.context("detection loop")?;

@@ -67,6 +67,7 @@ impl Writer {
 
     /// Stage one of a flush: the keys of these batches that are stored already. Runs while the
     /// previous flush is still inserting (see `super::run`).
+    #[tracing::instrument(name = "sink.dedup_lookup", skip_all, fields(batches = batches.len()))]
     pub(super) async fn lookup(&self, batches: &[Batch]) -> Result<HashSet<u64>, SinkError> {
         let all_keys: Vec<u64> = batches
             .iter()
@@ -77,6 +78,11 @@ impl Writer {
 
     /// Stage two: inserts what `existing` does not hold; one result per batch, in order, and the
     /// keys it stored (empty when it failed).
+    #[tracing::instrument(
+        name = "sink.batch",
+        skip_all,
+        fields(batches = batches.len(), rows = batches.iter().map(Batch::rows).sum::<usize>())
+    )]
     pub(super) async fn store(
         &self,
         batches: &[Batch],
@@ -208,6 +214,7 @@ impl Writer {
 }
 
 /// Inserts rows in one RowBinary INSERT (nothing when there are none).
+#[tracing::instrument(name = "clickhouse.insert", skip_all, fields(table, rows = rows.len()))]
 async fn insert_rows<T>(
     store: &Store,
     table: &str,

@@ -154,6 +154,11 @@ impl Detector {
     }
 
     /// Rule `i` over `window`, and how long it took.
+    #[tracing::instrument(
+        name = "detect.rule",
+        skip_all,
+        fields(rule = %self.rules[i].id, start = %window.start, end = %window.end)
+    )]
     async fn evaluate_rule(
         &self,
         i: usize,
