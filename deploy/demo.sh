@@ -57,10 +57,12 @@ $bin inventory show --at 2024-07-09T00:00:00Z
 
 say "credtrail serve (HTTP collector, scheduled detection, /metrics)"
 token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+reader=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 port=$(free_port)
 collector=http://127.0.0.1:$port
 # Detection every 2 s (full pass every 5 s) and absent evidence judged after 10 s, for the demo.
-CREDTRAIL_HTTP_AUTH_TOKENS=$token CREDTRAIL_HTTP_LISTEN=127.0.0.1:$port CREDTRAIL_LOG=warn \
+CREDTRAIL_HTTP_AUTH_TOKENS=$token CREDTRAIL_HTTP_API_TOKENS=$reader \
+  CREDTRAIL_HTTP_LISTEN=127.0.0.1:$port CREDTRAIL_LOG=warn \
   CREDTRAIL_DETECT_INTERVAL_SECS=2 CREDTRAIL_DETECT_FULL_INTERVAL_SECS=5 \
   CREDTRAIL_DETECT_MAX_SETTLE_SECS=10 CREDTRAIL_ALIAS_REFRESH_SECS=2 \
   nohup $bin serve >"$state/serve.log" 2>&1 &
@@ -148,6 +150,17 @@ done
 echo "planted cases found: $found of $want"
 $bin findings --since "$since" --severity high
 
+say "forensics: the timeline of a planted run, and who used its principal"
+run=$(python3 -c '
+import json, sys
+cases = json.load(open(sys.argv[1]))["cases"]
+print(next(c["run"] for c in cases if c["rule"] == "plan-token-write-principal"))' "$scenario/expected.json")
+$bin query run "$run"
+principal=$($bin query run "$run" --format json | python3 -c '
+import json, sys
+print(next(e["principal"] for e in json.load(sys.stdin)["events"] if e["kind"] == "exchange" and e["phase"] == "plan" and e["principal"].endswith("-apply")))')
+$bin query principal "$principal" --since "$since" --limit 10
+
 say "alerts firing in Prometheus"
 sleep 6
 curl -fsS "$prom/api/v1/alerts" | python3 -c '
@@ -157,6 +170,9 @@ for a in sorted(alerts, key=lambda a: a["labels"]["alertname"]):
     print("%-34s %s" % (a["labels"]["alertname"], a["annotations"].get("summary", "")))'
 
 say "done"
+echo "web console:      $collector/#findings&since=$since&token=$reader"
+echo "  a planted run:  $collector/#run=$run&token=$reader"
+echo "forensic API:     curl -H 'Authorization: Bearer $reader' $collector/api/v1/runs/$run"
 echo "credtrail serve:  $collector/metrics   (log: $state/serve.log)"
 echo "Prometheus:       $prom/alerts"
 echo "ClickHouse:       $ch_url, database credtrail_demo; try:"

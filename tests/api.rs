@@ -51,33 +51,17 @@ fn validator(doc: &Value, name: &str) -> jsonschema::Validator {
 fn every_documented_endpoint_answers_as_documented() {
     let ch = ClickHouse::start();
     ch.migrate();
-    let dir = tempfile::tempdir().unwrap();
-    let args = [
+    let (dir, _) = ch.judged_scenario(&[
         "--seed",
         "5",
-        "--start",
-        "2024-07-08T00:00:00Z",
         "--orgs",
         "2",
         "--workspaces",
         "14",
         "--runs-per-day",
         "6",
-    ];
-    let expected = ch.generate(dir.path(), &args, "2000-01-01T00:00:00Z");
-    ch.credtrail_files(
-        &["replay"],
-        &credtrail_scenario::Scenario::data_files(dir.path()),
-    );
-    let since = expected["judged_since"].as_str().unwrap();
-    let until = expected["judged_until"].as_str().unwrap();
-    ch.credtrail_ok(&["detect", "--since", since, "--until", until, "--no-settle"]);
-    let facts: Vec<credtrail_scenario::Fact> =
-        std::fs::read_to_string(dir.path().join("truth.ndjson"))
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+    ]);
+    let facts = support::facts(dir.path());
     let aws = facts
         .iter()
         .find(|f| f.provider == "aws" && !f.session.is_empty() && !f.alias.is_empty())

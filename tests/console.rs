@@ -86,27 +86,16 @@ fn screenshot(profile: &Path, url: &str, name: &str) -> PathBuf {
 fn console_shows_findings_and_a_run_timeline_from_a_replay() {
     let ch = ClickHouse::start();
     ch.migrate();
-    let dir = tempfile::tempdir().unwrap();
-    let args = [
+    let (_dir, expected) = ch.judged_scenario(&[
         "--seed",
         "3",
-        "--start",
-        "2024-07-08T00:00:00Z",
         "--orgs",
         "2",
         "--workspaces",
         "14",
         "--runs-per-day",
         "6",
-    ];
-    let expected = ch.generate(dir.path(), &args, "2000-01-01T00:00:00Z");
-    ch.credtrail_files(
-        &["replay"],
-        &credtrail_scenario::Scenario::data_files(dir.path()),
-    );
-    let since = expected["judged_since"].as_str().unwrap();
-    let until = expected["judged_until"].as_str().unwrap();
-    ch.credtrail_ok(&["detect", "--since", since, "--until", until, "--no-settle"]);
+    ]);
     // A planted case about one run: its timeline and the finding citing it.
     let case = expected["cases"]
         .as_array()

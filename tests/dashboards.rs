@@ -9,7 +9,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use support::grafana::{self, Kind, Range};
-use support::{ClickHouse, repo_root, walk};
+use support::{ClickHouse, repo_root};
 
 #[test]
 fn dashboards_are_provisioned_and_templated() {
@@ -105,26 +105,8 @@ fn every_prometheus_panel_passes_promtool_and_names_real_series() {
             .success()
     );
 
-    let sources: String = ["ingest/src", "query/src"]
-        .iter()
-        .flat_map(|d| walk(&repo_root().join(d)))
-        .filter(|f| f.extension().is_some_and(|e| e == "rs"))
-        .map(|f| std::fs::read_to_string(f).unwrap())
-        .collect();
     for (title, e) in &exprs {
-        for name in e
-            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .filter(|w| w.starts_with("credtrail_"))
-        {
-            let base = ["_bucket", "_sum", "_count"]
-                .iter()
-                .find_map(|s| name.strip_suffix(s))
-                .unwrap_or(name);
-            assert!(
-                sources.contains(&format!("\"{base}\"")),
-                "{title} uses {name}, which credtrail does not export"
-            );
-        }
+        support::assert_series_exported(e, title);
     }
 }
 
@@ -135,35 +117,35 @@ fn rows(ch: &ClickHouse, sql: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The values a variable query returns (its first column).
+fn first_column(ch: &ClickHouse, sql: &str) -> Vec<String> {
+    rows(ch, sql)
+        .into_iter()
+        .map(|r| {
+            let first = r.as_object().unwrap().values().next().unwrap();
+            first.as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
 #[test]
 fn every_clickhouse_panel_runs_on_18_16_and_counts_right() {
     let ch = ClickHouse::start();
     ch.migrate();
-    let dir = tempfile::tempdir().unwrap();
-    let args = [
+    // A dead letter, for the pipeline dashboard.
+    let bad = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(bad.path(), "{not json\n").unwrap();
+    ch.credtrail_ok(&["replay", bad.path().to_str().unwrap()]);
+    let (_dir, expected) = ch.judged_scenario(&[
         "--seed",
         "9",
-        "--start",
-        "2024-07-08T00:00:00Z",
         "--orgs",
         "2",
         "--workspaces",
         "12",
         "--runs-per-day",
         "6",
-    ];
-    let expected = ch.generate(dir.path(), &args, "2000-01-01T00:00:00Z");
-    ch.credtrail_files(
-        &["replay"],
-        &credtrail_scenario::Scenario::data_files(dir.path()),
-    );
-    let bad = dir.path().join("bad.ndjson");
-    std::fs::write(&bad, "{not json\n").unwrap();
-    ch.credtrail_ok(&["replay", bad.to_str().unwrap()]);
-    let since = expected["judged_since"].as_str().unwrap();
-    let until = expected["judged_until"].as_str().unwrap();
-    ch.credtrail_ok(&["detect", "--since", since, "--until", until, "--no-settle"]);
-
+    ]);
     let start = chrono::DateTime::parse_from_rfc3339(expected["start"].as_str().unwrap()).unwrap();
     let end = chrono::DateTime::parse_from_rfc3339(expected["end"].as_str().unwrap()).unwrap();
     let range = Range {
@@ -187,21 +169,7 @@ fn every_clickhouse_panel_runs_on_18_16_and_counts_right() {
         } else {
             range
         };
-        let all = grafana::all_values(&d, range, |sql| {
-            rows(&ch, sql)
-                .into_iter()
-                .map(|r| {
-                    r.as_object()
-                        .unwrap()
-                        .values()
-                        .next()
-                        .unwrap()
-                        .as_str()
-                        .unwrap()
-                        .to_owned()
-                })
-                .collect()
-        });
+        let all = grafana::all_values(&d, range, |sql| first_column(&ch, sql));
         if !all.is_empty() {
             assert!(
                 all["organization"].len() >= 2 && all["workspace"].len() >= 12,
@@ -225,21 +193,7 @@ fn every_clickhouse_panel_runs_on_18_16_and_counts_right() {
 
     // The overview's totals are the stored events' (All selected).
     let d = grafana::load(&repo_root().join("dashboards/grafana/dashboards/overview.json"));
-    let all = grafana::all_values(&d, range, |sql| {
-        rows(&ch, sql)
-            .into_iter()
-            .map(|r| {
-                r.as_object()
-                    .unwrap()
-                    .values()
-                    .next()
-                    .unwrap()
-                    .as_str()
-                    .unwrap()
-                    .to_owned()
-            })
-            .collect()
-    });
+    let all = grafana::all_values(&d, range, |sql| first_column(&ch, sql));
     let stat = grafana::panel_queries()
         .into_iter()
         .find(|q| q.title.starts_with("Tokens issued and exchanged"))

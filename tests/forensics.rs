@@ -26,32 +26,17 @@ struct Scenario {
 fn scenario() -> Scenario {
     let ch = ClickHouse::start();
     ch.migrate();
-    let dir = tempfile::tempdir().unwrap();
-    let args = [
+    let (dir, expected) = ch.judged_scenario(&[
         "--seed",
         "11",
-        "--start",
-        "2024-07-08T00:00:00Z",
         "--orgs",
         "2",
         "--workspaces",
         "14",
         "--runs-per-day",
         "12",
-    ];
-    let expected = ch.generate(dir.path(), &args, "2000-01-01T00:00:00Z");
-    ch.credtrail_files(
-        &["replay"],
-        &credtrail_scenario::Scenario::data_files(dir.path()),
-    );
-    let since = expected["judged_since"].as_str().unwrap();
-    let until = expected["judged_until"].as_str().unwrap();
-    ch.credtrail_ok(&["detect", "--since", since, "--until", until, "--no-settle"]);
-    let facts: Vec<Fact> = std::fs::read_to_string(dir.path().join("truth.ndjson"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    ]);
+    let facts = support::facts(dir.path());
     let planted = expected["cases"]
         .as_array()
         .unwrap()

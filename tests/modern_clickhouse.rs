@@ -172,7 +172,12 @@ fn modern_ddl_and_every_shipped_query_agree_with_18_16() {
             "token_validity",
             bind(
                 shipped("token_validity"),
-                &["'acme'".into(), "'network-prod'".into(), format!("'{JTI}'")],
+                &[
+                    "'acme'".into(),
+                    "'network-prod'".into(),
+                    "1720539695".into(),
+                    format!("'{JTI}'"),
+                ],
             ),
         ),
         (
@@ -276,6 +281,9 @@ fn modern_ddl_and_every_shipped_query_agree_with_18_16() {
             bind(
                 shipped("session_activity"),
                 &[
+                    "'ASIAQPLANDEFAULT0001'".into(),
+                    "'ASIAQPLANDEFAULT0001'".into(),
+                    "'ASIAQPLANDEFAULT0001'".into(),
                     "'ASIAQPLANDEFAULT0001'".into(),
                     "'ASIAQPLANDEFAULT0001'".into(),
                 ],

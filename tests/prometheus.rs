@@ -9,7 +9,7 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::{ClickHouse, Collector, Prometheus, repo_root, walk};
+use support::{ClickHouse, Collector, Prometheus, repo_root};
 
 fn promtool(args: &[&str]) -> String {
     let out = Command::new("promtool")
@@ -37,23 +37,8 @@ fn shipped_config_and_rules_pass_promtool() {
     // Every series the rules name is one credtrail exports (a typo would never fire).
     let rules =
         std::fs::read_to_string(repo_root().join("deploy/prometheus/rules/credtrail.yml")).unwrap();
-    let sources: String = ["ingest/src", "query/src"]
-        .iter()
-        .flat_map(|d| walk(&repo_root().join(d)))
-        .filter(|f| f.extension().is_some_and(|e| e == "rs"))
-        .map(|f| std::fs::read_to_string(f).unwrap())
-        .collect();
-    let names: BTreeSet<&str> = rules
-        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .filter(|w| w.starts_with("credtrail_"))
-        .collect();
-    assert!(names.len() >= 10, "{names:?}");
-    for name in names {
-        assert!(
-            sources.contains(&format!("\"{name}\"")),
-            "the rules use {name}, which no metric is named"
-        );
-    }
+    let names = support::assert_series_exported(&rules, "the alert rules");
+    assert!(names >= 10, "{names} series");
 }
 
 /// A scenario sent to `credtrail serve` while Prometheus scrapes it; returns the names of the

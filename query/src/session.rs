@@ -19,8 +19,8 @@ pub const SESSION_ACTIVITY_SQL: &str = "SELECT a.session_id AS session_id, \
      a.calls AS calls, a.failed_calls AS failed_calls, a.source_ips AS source_ips, \
      a.regions AS regions, a.accounts AS accounts, a.services AS services, \
      a.role_arn AS role_arn, a.session_name AS session_name, \
-     x.run_id AS run_id, x.workspace_name AS workspace_name, x.run_phase AS run_phase, \
-     x.alias_tag AS alias_tag \
+     x.x_run_id AS run_id, x.x_workspace_name AS workspace_name, x.x_run_phase AS run_phase, \
+     x.x_alias_tag AS alias_tag \
      FROM ( \
          SELECT session_id, minMerge(first_seen) AS first_seen, maxMerge(last_seen) AS last_seen, \
              uniqExactMerge(calls) AS calls, uniqExactIfMerge(failed_calls) AS failed_calls, \
@@ -32,10 +32,16 @@ pub const SESSION_ACTIVITY_SQL: &str = "SELECT a.session_id AS session_id, \
          FROM session_activity WHERE session_id = ? GROUP BY session_id \
      ) AS a \
      LEFT JOIN ( \
-         SELECT session_id, any(run_id) AS run_id, any(workspace_name) AS workspace_name, \
-             any(run_phase) AS run_phase, any(alias_tag) AS alias_tag \
+         SELECT session_id, any(run_id) AS x_run_id, any(workspace_name) AS x_workspace_name, \
+             any(run_phase) AS x_run_phase, any(alias_tag) AS x_alias_tag \
          FROM events FINAL \
-         WHERE event_kind = 'exchange' AND provider = 'aws' AND session_id = ? \
+         WHERE (org_name, workspace_name) IN (SELECT org_name, workspace_name FROM event_lookup \
+             WHERE key_kind = 'session' AND key = ?) \
+         AND event_time >= (SELECT minMerge(first_seen) FROM event_lookup \
+             WHERE key_kind = 'session' AND key = ?) \
+         AND event_time <= (SELECT maxMerge(last_seen) FROM event_lookup \
+             WHERE key_kind = 'session' AND key = ?) \
+         AND event_kind = 'exchange' AND provider = 'aws' AND session_id = ? \
          GROUP BY session_id \
      ) AS x USING (session_id)";
 
@@ -65,6 +71,9 @@ pub async fn activity(
     Ok(store
         .client()
         .query(SESSION_ACTIVITY_SQL)
+        .bind(access_key_id)
+        .bind(access_key_id)
+        .bind(access_key_id)
         .bind(access_key_id)
         .bind(access_key_id)
         .fetch_optional::<SessionActivity>()

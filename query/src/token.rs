@@ -114,6 +114,7 @@ async fn validity(store: &Store, issued: &EventView) -> Result<Option<(u32, u32)
         .query(VALIDITY_SQL)
         .bind(&issued.organization)
         .bind(&issued.workspace)
+        .bind(unix(&issued.time))
         .bind(&issued.source_event_id)
         .fetch_optional::<Validity>()
         .await?;
@@ -137,9 +138,7 @@ async fn next_issuance(
     any_phase: bool,
 ) -> Result<u32, QueryError> {
     let phase = if any_phase { "" } else { issued.phase.as_str() };
-    let at = chrono::DateTime::parse_from_rfc3339(&issued.time)
-        .map(|t| u32::try_from(t.timestamp()).unwrap_or(0))
-        .unwrap_or(0);
+    let at = unix(&issued.time);
     let next: u32 = store
         .client()
         .query(NEXT_ISSUANCE_SQL)
@@ -176,6 +175,13 @@ pub const UNNAMED_EXCHANGES_SQL: &str = "SELECT event_time, event_ms, run_id, ru
      AND event_kind = 'exchange' \
      ORDER BY event_time, event_ms, source_event_id LIMIT ?, ?";
 
+/// An event's RFC 3339 time as Unix seconds.
+fn unix(time: &str) -> u32 {
+    chrono::DateTime::parse_from_rfc3339(time)
+        .map(|t| u32::try_from(t.timestamp()).unwrap_or(0))
+        .unwrap_or(0)
+}
+
 /// For providers whose log names only the principal (Azure): the one the configuration in force
 /// at issuance names for the token's workspace, alias and phase.
 async fn configured_principal(
@@ -204,13 +210,13 @@ async fn configured_principal(
 }
 
 /// An issuance's `iat` and `exp` (Unix; `exp` defaults to an hour after `iat`, HCP Terraform's
-/// token lifetime) by organization, workspace and source event id.
+/// token lifetime) by organization, workspace, event time (the primary key) and source event id.
 pub const VALIDITY_SQL: &str = "SELECT \
      toUnixTimestamp(ifNull(token_issued_at, event_time)) AS iat, \
      toUnixTimestamp(ifNull(token_expires_at, event_time + 3600)) AS exp \
      FROM events FINAL \
-     WHERE org_name = ? AND workspace_name = ? AND event_kind = 'issuance' \
-     AND source_event_id = ? LIMIT 1";
+     WHERE org_name = ? AND workspace_name = ? AND event_time = toDateTime(?) \
+     AND event_kind = 'issuance' AND source_event_id = ? LIMIT 1";
 
 pub fn print(report: &TokenReport, format: Format) -> Result<String, QueryError> {
     match format {

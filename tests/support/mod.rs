@@ -280,6 +280,24 @@ impl ClickHouse {
         self.credtrail_ok(&all)
     }
 
+    /// A generated scenario as the forensic tests use it: `credtrail generate` with `args` from
+    /// 2024-07-08 (inventory and trust policies valid since 2000), its files replayed, every
+    /// rule evaluated over the judged days. Returns the scenario folder and `expected.json`.
+    pub fn judged_scenario(&self, args: &[&str]) -> (tempfile::TempDir, serde_json::Value) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut all = vec!["--start", "2024-07-08T00:00:00Z"];
+        all.extend_from_slice(args);
+        let expected = self.generate(dir.path(), &all, "2000-01-01T00:00:00Z");
+        self.credtrail_files(
+            &["replay"],
+            &credtrail_scenario::Scenario::data_files(dir.path()),
+        );
+        let since = expected["judged_since"].as_str().unwrap();
+        let until = expected["judged_until"].as_str().unwrap();
+        self.credtrail_ok(&["detect", "--since", since, "--until", until, "--no-settle"]);
+        (dir, expected)
+    }
+
     /// `credtrail generate --out DIR ARGS...` then its inventory and trust policies imported
     /// (valid since `valid_from`); returns `expected.json`. The data files are not sent.
     pub fn generate(&self, dir: &Path, args: &[&str], valid_from: &str) -> serde_json::Value {
@@ -837,4 +855,39 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// A generated scenario's ground truth (`truth.ndjson`).
+pub fn facts(dir: &Path) -> Vec<credtrail_scenario::Fact> {
+    std::fs::read_to_string(dir.join("truth.ndjson"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Asserts that every `credtrail_…` series `text` (PromQL, alert rules) names is one credtrail
+/// exports: a typo would never fire or show. Histogram suffixes name their family.
+pub fn assert_series_exported(text: &str, what: &str) -> usize {
+    let sources: String = ["ingest/src", "query/src"]
+        .iter()
+        .flat_map(|d| walk(&repo_root().join(d)))
+        .filter(|f| f.extension().is_some_and(|e| e == "rs"))
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    let names: std::collections::BTreeSet<&str> = text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("credtrail_"))
+        .collect();
+    for name in &names {
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(name);
+        assert!(
+            sources.contains(&format!("\"{family}\"")),
+            "{what} uses {name}, which credtrail does not export"
+        );
+    }
+    names.len()
 }
