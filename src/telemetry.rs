@@ -15,6 +15,7 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use prometheus::proto::MetricType;
 use std::sync::Mutex;
 use std::time::Duration;
+use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -70,8 +71,6 @@ pub fn init(log_filter: &str, config: Option<TelemetryConfig>) -> Telemetry {
 /// How often new metric families are looked for.
 pub const MIRROR_EVERY: Duration = Duration::from_secs(5);
 
-use tracing_subscriber::Layer;
-
 fn resource(c: &TelemetryConfig) -> Resource {
     Resource::builder()
         .with_service_name(c.service_name.clone())
@@ -101,9 +100,9 @@ impl Telemetry {
     /// Mirrors `registry` (the `/metrics` registry) into OTLP metrics, when configured: each
     /// counter and gauge family becomes an observable instrument read at every export, a
     /// histogram its sum. Call [`Telemetry::mirror_new_families`] now and then to add the
-    /// families that got their first series since.
-    pub fn export_metrics(&self, registry: &prometheus::Registry) {
-        let Some(c) = &self.config else { return };
+    /// families that got their first series since. Says whether metrics are exported.
+    pub fn export_metrics(&self, registry: &prometheus::Registry) -> bool {
+        let Some(c) = &self.config else { return false };
         let exporter = match opentelemetry_otlp::MetricExporter::builder()
             .with_http()
             .with_endpoint(endpoint(c, "metrics"))
@@ -113,7 +112,7 @@ impl Telemetry {
             Ok(e) => e,
             Err(e) => {
                 tracing::warn!("OTLP metrics disabled: {e}");
-                return;
+                return false;
             }
         };
         let reader = PeriodicReader::builder(exporter)
@@ -129,6 +128,7 @@ impl Telemetry {
             mirrored: Default::default(),
         });
         self.mirror_new_families();
+        true
     }
 
     /// Adds an instrument for every registry family not mirrored yet.

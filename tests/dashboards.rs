@@ -117,17 +117,6 @@ fn rows(ch: &ClickHouse, sql: &str) -> Vec<Value> {
         .collect()
 }
 
-/// The values a variable query returns (its first column).
-fn first_column(ch: &ClickHouse, sql: &str) -> Vec<String> {
-    rows(ch, sql)
-        .into_iter()
-        .map(|r| {
-            let first = r.as_object().unwrap().values().next().unwrap();
-            first.as_str().unwrap().to_owned()
-        })
-        .collect()
-}
-
 #[test]
 fn every_clickhouse_panel_runs_on_18_16_and_counts_right() {
     let ch = ClickHouse::start();
@@ -169,7 +158,7 @@ fn every_clickhouse_panel_runs_on_18_16_and_counts_right() {
         } else {
             range
         };
-        let all = grafana::all_values(&d, range, |sql| first_column(&ch, sql));
+        let all = grafana::all_values(&d, range, |sql| grafana::variable_values(&ch, sql));
         if !all.is_empty() {
             assert!(
                 all["organization"].len() >= 2 && all["workspace"].len() >= 12,
@@ -193,7 +182,7 @@ fn every_clickhouse_panel_runs_on_18_16_and_counts_right() {
 
     // The overview's totals are the stored events' (All selected).
     let d = grafana::load(&repo_root().join("dashboards/grafana/dashboards/overview.json"));
-    let all = grafana::all_values(&d, range, |sql| first_column(&ch, sql));
+    let all = grafana::all_values(&d, range, |sql| grafana::variable_values(&ch, sql));
     let stat = grafana::panel_queries()
         .into_iter()
         .find(|q| q.title.starts_with("Tokens issued and exchanged"))

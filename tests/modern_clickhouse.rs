@@ -473,22 +473,15 @@ fn dashboard_queries(ch: &ClickHouse) -> Vec<(String, String)> {
         } else {
             fixtures
         };
-        let mut vars = std::collections::BTreeMap::new();
-        for (name, source) in grafana::variables(&d) {
-            let values = match source {
-                Ok(sql) => {
-                    let sql = grafana::expand(&sql, range, &vars);
-                    out.push((format!("dashboard {uid} variable {name}"), sql.clone()));
-                    rows(ch, &sql)
-                        .into_iter()
-                        .map(|r| r[name.as_str()].as_str().map(String::from))
-                        .map(|v| v.unwrap_or_default())
-                        .collect()
-                }
-                Err(fixed) => fixed,
-            };
-            vars.insert(name, values);
-        }
+        // Every variable at All, with the values 18.16 lists; each variable query runs on chdb
+        // too.
+        let vars = grafana::all_values(&d, range, |sql| {
+            out.push((
+                format!("dashboard {uid} variable {}", out.len()),
+                sql.to_owned(),
+            ));
+            grafana::variable_values(ch, sql)
+        });
         for q in grafana::panel_queries()
             .into_iter()
             .filter(|q| q.dashboard == uid)

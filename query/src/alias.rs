@@ -138,10 +138,7 @@ pub async fn report(
                         && c.workspace == r.workspace_name
                         && c.provider == r.provider
                 })
-                .map(|c| match r.run_phase.as_str() {
-                    "apply" => c.apply_principal.clone(),
-                    _ => c.plan_principal.clone(),
-                })
+                .map(|c| c.principal_for(&r.run_phase).to_owned())
                 .unwrap_or_default();
             AliasUse {
                 as_configured: !expected.is_empty() && expected == r.target_principal,

@@ -10,19 +10,31 @@ use credtrail_ingest::store::Store;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv6Addr};
 
-/// The events where `$column = ?`, located by the lookup, oldest first, issuance before the
-/// exchanges of the same second, `LIMIT offset, count`.
-macro_rules! events_where {
-    ($column:literal) => {
-        located!(
+/// Passes the event-list select (`SELECT <the columns of `Row`> FROM events FINAL`) as the first
+/// argument of macro `$m`: `with_event_columns!(concat!(" WHERE …"))` or
+/// `with_event_columns!(located!("AND …"))`. One column list for every query that reads events
+/// into an `EventView`; the result is still one string literal.
+macro_rules! with_event_columns {
+    ($m:ident!($($args:tt)*)) => {
+        $m!(
             "SELECT event_time, event_ms, run_id, run_phase, alias_tag, provider, event_kind, \
              outcome, error_code, org_name, workspace_name, audience, target_principal, \
              session_id, IPv6NumToString(source_ip) AS source_ip, user_agent, \
              token_fingerprint, jti, source, source_event_id FROM events FINAL",
+            $($args)*
+        )
+    };
+}
+
+/// The events where `$column = ?`, located by the lookup, oldest first, issuance before the
+/// exchanges of the same second, `LIMIT offset, count`.
+macro_rules! events_where {
+    ($column:literal) => {
+        with_event_columns!(located!(
             "AND ",
             $column,
             " = ? ORDER BY event_time, event_ms, event_kind DESC, source_event_id LIMIT ?, ?"
-        )
+        ))
     };
 }
 

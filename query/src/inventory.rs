@@ -37,6 +37,16 @@ pub struct Configured {
     pub since: u32,
 }
 
+impl Configured {
+    /// The principal this configuration assumes in `phase` (`plan` or `apply`).
+    pub fn principal_for(&self, phase: &str) -> &str {
+        match phase {
+            "apply" => &self.apply_principal,
+            _ => &self.plan_principal,
+        }
+    }
+}
+
 impl Tabular for Configured {
     fn headers() -> &'static [&'static str] {
         &[

@@ -14,6 +14,7 @@ pub mod alias;
 pub mod api;
 pub mod console;
 pub mod detect;
+#[macro_use]
 pub mod events;
 pub mod inventory;
 pub mod principal;

@@ -22,6 +22,26 @@ impl Span {
         }
     }
 
+    /// The span the CLI's `--since/--until` and the API's `since`/`until` ask for (each RFC 3339
+    /// or a duration ago; unset: unbounded), starting at row `offset`. Errors name the parameter.
+    pub fn parse(
+        since: Option<&str>,
+        until: Option<&str>,
+        offset: u64,
+        limit: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Span, String> {
+        let mut span = Span::all(limit);
+        span.offset = offset;
+        if let Some(s) = since {
+            span.since = parse_instant(s, now).map_err(|e| format!("since: {e}"))?;
+        }
+        if let Some(u) = until {
+            span.until = parse_instant(u, now).map_err(|e| format!("until: {e}"))?;
+        }
+        Ok(span)
+    }
+
     /// `since` as the Unix seconds a `toDateTime(?)` bind takes (clamped to `DateTime`'s range).
     pub fn since_unix(&self) -> u32 {
         unix(self.since)
@@ -60,6 +80,21 @@ mod tests {
         s.since = "1960-01-01T00:00:00Z".parse().unwrap();
         s.until = "2200-01-01T00:00:00Z".parse().unwrap();
         assert_eq!((s.since_unix(), s.until_unix()), (0, u32::MAX));
+    }
+
+    #[test]
+    fn spans_parse_both_bounds_and_name_the_bad_one() {
+        let now: DateTime<Utc> = "2024-07-10T00:00:00Z".parse().unwrap();
+        let s = Span::parse(Some("1d"), Some("2024-07-09T12:00:00Z"), 5, 10, now).unwrap();
+        assert_eq!(s.since.to_rfc3339(), "2024-07-09T00:00:00+00:00");
+        assert_eq!(s.until.to_rfc3339(), "2024-07-09T12:00:00+00:00");
+        assert_eq!((s.offset, s.limit), (5, 10));
+        assert_eq!(Span::parse(None, None, 0, 7, now).unwrap(), Span::all(7));
+        assert!(
+            Span::parse(None, Some("soon"), 0, 1, now)
+                .unwrap_err()
+                .starts_with("until: ")
+        );
     }
 
     #[test]

@@ -4,9 +4,12 @@
 //! tied to the token the way HCP Terraform uses it: same workspace, phase, provider and
 //! audience, within the token's validity (five minutes of clock skew either side), and the same
 //! run where the log names one (AWS session names and Vault claims do). Where the log names no
-//! run (GCP, Entra, failed Vault logins), the exchange belongs to the latest such token issued
-//! before it: the window ends at the next issuance for the same workspace, phase, provider and
-//! audience. Renewals with the same token count as exchanges of it.
+//! run (GCP, failed Vault logins), the exchange belongs to the latest such token issued before
+//! it: the window ends at the next issuance for the same workspace, phase, provider and
+//! audience. Entra sign-ins name neither workspace nor phase, only the application: they are
+//! matched by the client id the inventory configures for the token's workspace, alias and
+//! phase, up to the next issuance of either phase. Renewals with the same token count as
+//! exchanges of it.
 
 use crate::QueryError;
 use crate::events::{self, BY_FINGERPRINT_SQL, BY_JTI_SQL, EventView};
@@ -20,16 +23,14 @@ use serde::Serialize;
 /// (`?`, `?`, Unix), run id (`?`), the end for exchanges naming no run (`?`), phase (`?`),
 /// provider (`?`), audience (`?`), `LIMIT ?, ?`. The workspace and time bounds are the table's
 /// primary key.
-pub const TOKEN_EXCHANGES_SQL: &str = "SELECT event_time, event_ms, run_id, run_phase, \
-     alias_tag, provider, event_kind, outcome, error_code, org_name, workspace_name, audience, \
-     target_principal, session_id, IPv6NumToString(source_ip) AS source_ip, user_agent, \
-     token_fingerprint, jti, source, source_event_id FROM events FINAL \
-     WHERE org_name = ? AND workspace_name = ? \
+pub const TOKEN_EXCHANGES_SQL: &str = with_event_columns!(concat!(
+    " WHERE org_name = ? AND workspace_name = ? \
      AND event_time >= toDateTime(?) AND event_time <= toDateTime(?) \
      AND (run_id = ? OR (run_id = '' AND event_time < toDateTime(?))) \
      AND run_phase = ? AND provider = ? \
      AND (audience = ? OR audience = '') AND event_kind != 'issuance' \
-     ORDER BY event_time, event_ms, source_event_id LIMIT ?, ?";
+     ORDER BY event_time, event_ms, source_event_id LIMIT ?, ?"
+));
 
 const SKEW_SECONDS: i64 = 300;
 
@@ -166,14 +167,12 @@ pub const NEXT_ISSUANCE_SQL: &str = "SELECT toUInt32(min(toUnixTimestamp(event_t
 
 /// Exchanges whose log names neither workspace nor phase (Entra sign-ins name the application
 /// only), by provider (`?`) and principal (`?`) in `[?, ?)` (Unix), `LIMIT ?, ?`.
-pub const UNNAMED_EXCHANGES_SQL: &str = "SELECT event_time, event_ms, run_id, run_phase, \
-     alias_tag, provider, event_kind, outcome, error_code, org_name, workspace_name, audience, \
-     target_principal, session_id, IPv6NumToString(source_ip) AS source_ip, user_agent, \
-     token_fingerprint, jti, source, source_event_id FROM events FINAL \
-     WHERE org_name = '' AND workspace_name = '' AND provider = ? AND target_principal = ? \
+pub const UNNAMED_EXCHANGES_SQL: &str = with_event_columns!(concat!(
+    " WHERE org_name = '' AND workspace_name = '' AND provider = ? AND target_principal = ? \
      AND event_time >= toDateTime(?) AND event_time < toDateTime(?) \
      AND event_kind = 'exchange' \
-     ORDER BY event_time, event_ms, source_event_id LIMIT ?, ?";
+     ORDER BY event_time, event_ms, source_event_id LIMIT ?, ?"
+));
 
 /// An event's RFC 3339 time as Unix seconds.
 fn unix(time: &str) -> u32 {
@@ -202,10 +201,7 @@ async fn configured_principal(
                 && c.provider == issued.provider
                 && c.alias == issued.alias
         })
-        .map(|c| match issued.phase.as_str() {
-            "apply" => c.apply_principal,
-            _ => c.plan_principal,
-        })
+        .map(|c| c.principal_for(&issued.phase).to_owned())
         .filter(|p| !p.is_empty()))
 }
 

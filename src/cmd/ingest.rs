@@ -52,8 +52,7 @@ pub async fn collect(
     } else {
         None
     };
-    telemetry.export_metrics(&metrics.registry);
-    let mirror = {
+    let mirror = telemetry.export_metrics(&metrics.registry).then(|| {
         let telemetry = telemetry.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(crate::telemetry::MIRROR_EVERY);
@@ -62,7 +61,7 @@ pub async fn collect(
                 telemetry.mirror_new_families();
             }
         })
-    };
+    });
     let (sink, sink_task) = sink::spawn(store.clone(), config.sink.clone(), metrics.clone());
     let intake = Intake::from_config(&config, metrics.clone());
     super::load_inventory(&intake, &store).await;
@@ -113,7 +112,9 @@ pub async fn collect(
         .context("HTTP collector")?;
     stop.store(true, Ordering::Relaxed);
     refresh.abort();
-    mirror.abort();
+    if let Some(m) = mirror {
+        m.abort();
+    }
     let _ = detect_stop.send(true);
     if let Some(task) = detector {
         task.await.context("detection loop")?;

@@ -5,7 +5,7 @@ use super::{load_config, open_store};
 use anyhow::anyhow;
 use chrono::Utc;
 use credtrail_query::render::Format;
-use credtrail_query::span::{Span, parse_instant};
+use credtrail_query::span::Span;
 use credtrail_query::{alias, principal, run, session, sql, token, workspace};
 use std::path::Path;
 use std::process::ExitCode;
@@ -93,15 +93,8 @@ pub struct Out {
 
 impl Out {
     fn span(&self) -> anyhow::Result<Span> {
-        let now = Utc::now();
-        let mut span = Span::all(self.limit);
-        if let Some(s) = &self.since {
-            span.since = parse_instant(s, now).map_err(|e| anyhow!("--since: {e}"))?;
-        }
-        if let Some(u) = &self.until {
-            span.until = parse_instant(u, now).map_err(|e| anyhow!("--until: {e}"))?;
-        }
-        Ok(span)
+        let (since, until) = (self.since.as_deref(), self.until.as_deref());
+        Span::parse(since, until, 0, self.limit, Utc::now()).map_err(|e| anyhow!("--{e}"))
     }
 }
 

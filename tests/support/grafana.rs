@@ -150,3 +150,15 @@ pub fn all_values(
     }
     vars
 }
+
+/// The values a variable query offers on `ch` (its first column), as Grafana lists them.
+pub fn variable_values(ch: &super::ClickHouse, sql: &str) -> Vec<String> {
+    ch.query(&format!("{sql}\nFORMAT JSONEachRow"))
+        .lines()
+        .map(|l| {
+            let row: Value = serde_json::from_str(l).unwrap();
+            let first = row.as_object().unwrap().values().next().unwrap().clone();
+            first.as_str().unwrap().to_owned()
+        })
+        .collect()
+}

@@ -25,7 +25,6 @@ use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceResponse,
 };
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -139,10 +138,6 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
-    state.bearer.admits(headers)
-}
-
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
 }
@@ -169,7 +164,7 @@ async fn ingest_inner(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !authorized(state, headers) {
+    if !state.bearer.admits(headers) {
         return error(StatusCode::UNAUTHORIZED, "missing or unknown bearer token");
     }
     let Some(choice) = SourceChoice::parse(source) else {
@@ -253,7 +248,7 @@ async fn otlp_logs(
 /// OTLP/HTTP logs: answered like any OTLP receiver, with the rejected records counted in
 /// `partial_success`; they are dead letters with their reasons, as on `/v1/ingest`.
 async fn otlp_logs_inner(state: &Arc<AppState>, headers: &HeaderMap, body: Bytes) -> Response {
-    if !authorized(state, headers) {
+    if !state.bearer.admits(headers) {
         return error(StatusCode::UNAUTHORIZED, "missing or unknown bearer token");
     }
     let content_type = headers

@@ -6,7 +6,7 @@
 
 use crate::detect::Severity;
 use crate::detect::findings::{self, Filter};
-use crate::span::{Span, parse_instant};
+use crate::span::Span;
 use crate::{QueryError, alias, principal, run, session, token, workspace};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -60,20 +60,13 @@ struct PageParams {
 
 impl PageParams {
     fn span(&self) -> Result<Span, ApiError> {
-        let now = Utc::now();
         let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
         if limit == 0 || limit > MAX_LIMIT {
             return Err(ApiError::bad(format!("limit must be 1..={MAX_LIMIT}")));
         }
-        let mut span = Span::all(limit);
-        span.offset = self.offset.unwrap_or(0);
-        if let Some(s) = &self.since {
-            span.since = parse_instant(s, now).map_err(|e| ApiError::bad(format!("since: {e}")))?;
-        }
-        if let Some(u) = &self.until {
-            span.until = parse_instant(u, now).map_err(|e| ApiError::bad(format!("until: {e}")))?;
-        }
-        Ok(span)
+        let (since, until) = (self.since.as_deref(), self.until.as_deref());
+        Span::parse(since, until, self.offset.unwrap_or(0), limit, Utc::now())
+            .map_err(ApiError::bad)
     }
 }
 
@@ -131,18 +124,35 @@ fn admit(api: &Api, headers: &HeaderMap) -> Result<(), ApiError> {
 
 type Answer<T> = Result<Json<Page<T>>, ApiError>;
 
+/// What every report endpoint does: admit the reader, read the span, run the report, page it
+/// by the length of its main list (`rows`).
+async fn answer<T, Fut>(
+    api: &Api,
+    headers: &HeaderMap,
+    p: &PageParams,
+    report: impl FnOnce(Store, Span) -> Fut,
+    rows: impl Fn(&T) -> usize,
+) -> Answer<T>
+where
+    Fut: Future<Output = Result<T, ApiError>>,
+{
+    admit(api, headers)?;
+    let span = p.span()?;
+    let r = report(api.store.clone(), span).await?;
+    let n = rows(&r);
+    Ok(page(r, n, &span))
+}
+
 #[tracing::instrument(name = "api.run", skip_all)]
 async fn run(
     State(api): State<Arc<Api>>,
     headers: HeaderMap,
-    Path(run_id): Path<String>,
+    Path(id): Path<String>,
     Query(p): Query<PageParams>,
 ) -> Answer<run::RunReport> {
-    admit(&api, &headers)?;
-    let span = p.span()?;
-    let r = run::report(&api.store, &run_id, &span).await?;
-    let n = r.events.len();
-    Ok(page(r, n, &span))
+    let report =
+        |store: Store, span: Span| async move { Ok(run::report(&store, &id, &span).await?) };
+    answer(&api, &headers, &p, report, |r| r.events.len()).await
 }
 
 #[tracing::instrument(name = "api.workspace", skip_all)]
@@ -152,11 +162,9 @@ async fn workspace(
     Path(ws): Path<String>,
     Query(p): Query<PageParams>,
 ) -> Answer<workspace::WorkspaceReport> {
-    admit(&api, &headers)?;
-    let span = p.span()?;
-    let r = workspace::report(&api.store, &ws, &span).await?;
-    let n = r.days.len();
-    Ok(page(r, n, &span))
+    let report =
+        |store: Store, span: Span| async move { Ok(workspace::report(&store, &ws, &span).await?) };
+    answer(&api, &headers, &p, report, |r| r.days.len()).await
 }
 
 #[tracing::instrument(name = "api.alias", skip_all)]
@@ -166,11 +174,10 @@ async fn alias(
     Path((ws, tag)): Path<(String, String)>,
     Query(p): Query<PageParams>,
 ) -> Answer<alias::AliasReport> {
-    admit(&api, &headers)?;
-    let span = p.span()?;
-    let r = alias::report(&api.store, &ws, &tag, &span).await?;
-    let n = r.used.len();
-    Ok(page(r, n, &span))
+    let report = |store: Store, span: Span| async move {
+        Ok(alias::report(&store, &ws, &tag, &span).await?)
+    };
+    answer(&api, &headers, &p, report, |r| r.used.len()).await
 }
 
 #[tracing::instrument(name = "api.principal", skip_all)]
@@ -180,11 +187,9 @@ async fn principal(
     Path(who): Path<String>,
     Query(p): Query<PageParams>,
 ) -> Answer<Vec<principal::PrincipalUse>> {
-    admit(&api, &headers)?;
-    let span = p.span()?;
-    let r = principal::uses(&api.store, &who, &span).await?;
-    let n = r.len();
-    Ok(page(r, n, &span))
+    let report =
+        |store: Store, span: Span| async move { Ok(principal::uses(&store, &who, &span).await?) };
+    answer(&api, &headers, &p, report, Vec::len).await
 }
 
 #[tracing::instrument(name = "api.session", skip_all)]
@@ -194,11 +199,9 @@ async fn session(
     Path(id): Path<String>,
     Query(p): Query<PageParams>,
 ) -> Answer<session::SessionReport> {
-    admit(&api, &headers)?;
-    let span = p.span()?;
-    let r = session::report(&api.store, &id, &span).await?;
-    let n = r.events.len();
-    Ok(page(r, n, &span))
+    let report =
+        |store: Store, span: Span| async move { Ok(session::report(&store, &id, &span).await?) };
+    answer(&api, &headers, &p, report, |r| r.events.len()).await
 }
 
 #[tracing::instrument(name = "api.token", skip_all)]
@@ -208,11 +211,9 @@ async fn token(
     Path(t): Path<String>,
     Query(p): Query<PageParams>,
 ) -> Answer<token::TokenReport> {
-    admit(&api, &headers)?;
-    let span = p.span()?;
-    let r = token::report(&api.store, &t, &span).await?;
-    let n = r.exchanges.len();
-    Ok(page(r, n, &span))
+    let report =
+        |store: Store, span: Span| async move { Ok(token::report(&store, &t, &span).await?) };
+    answer(&api, &headers, &p, report, |r| r.exchanges.len()).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -231,38 +232,32 @@ async fn findings(
     headers: HeaderMap,
     Query(p): Query<FindingParams>,
 ) -> Answer<Vec<findings::FindingView>> {
-    admit(&api, &headers)?;
-    let span = PageParams {
-        since: p.since.clone(),
+    let page_params = PageParams {
+        // Findings default to the last 7 days.
+        since: Some(p.since.clone().unwrap_or_else(|| "7d".into())),
         until: None,
         offset: p.offset,
         limit: p.limit,
-    }
-    .span()?;
-    let since = if p.since.is_some() {
-        span.since
-    } else {
-        Utc::now() - chrono::Duration::days(7)
     };
-    let min_severity = match p.severity.as_deref() {
-        None | Some("") => Severity::Info,
-        Some(s) => {
-            Severity::parse(s).ok_or_else(|| ApiError::bad(format!("unknown severity {s:?}")))?
+    let report = |store: Store, span: Span| async move {
+        let min_severity = match p.severity.as_deref() {
+            None | Some("") => Severity::Info,
+            Some(s) => Severity::parse(s)
+                .ok_or_else(|| ApiError::bad(format!("unknown severity {s:?}")))?,
+        };
+        let status = p.status.unwrap_or_default();
+        if !["", "open", "suppressed", "resolved"].contains(&status.as_str()) {
+            return Err(ApiError::bad(format!("unknown status {status:?}")));
         }
+        let filter = Filter {
+            since: span.since,
+            rule: p.rule.unwrap_or_default(),
+            min_severity,
+            status,
+            offset: span.offset,
+            limit: span.limit,
+        };
+        Ok(findings::list(&store, &filter).await?)
     };
-    let status = p.status.unwrap_or_default();
-    if !["", "open", "suppressed", "resolved"].contains(&status.as_str()) {
-        return Err(ApiError::bad(format!("unknown status {status:?}")));
-    }
-    let filter = Filter {
-        since,
-        rule: p.rule.unwrap_or_default(),
-        min_severity,
-        status,
-        offset: span.offset,
-        limit: span.limit,
-    };
-    let rows = findings::list(&api.store, &filter).await?;
-    let n = rows.len();
-    Ok(page(rows, n, &span))
+    answer(&api, &headers, &page_params, report, Vec::len).await
 }

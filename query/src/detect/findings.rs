@@ -12,40 +12,46 @@ use clickhouse::Row;
 use credtrail_ingest::store::Store;
 use serde::{Deserialize, Serialize};
 
+/// `SELECT <the columns of `Stored`> FROM findings FINAL WHERE $condition…`: one column list
+/// for every listing of findings, still one string literal.
+macro_rules! findings_where {
+    ($($condition:literal),+) => {
+        concat!(
+            "SELECT finding_id, rule_id AS rule, severity, provider, \
+             org_name AS organization, workspace_name AS workspace, alias_tag AS alias, run_id, \
+             toUnixTimestamp(first_seen) AS first_seen_unix, \
+             toUnixTimestamp(last_seen) AS last_seen_unix, evidence, summary, status \
+             FROM findings FINAL WHERE ",
+            $($condition),+
+        )
+    };
+}
+
 /// Findings last seen at or after `?`, optionally of one rule (`?`, empty for all), at or above
 /// a severity rank (`?`: 0 info … 4 critical), optionally of one status (`?`, empty for all),
 /// newest first, `LIMIT ?, ?` (offset, count).
-pub const FINDINGS_SQL: &str = "SELECT finding_id, rule_id AS rule, severity, provider, \
-     org_name AS organization, workspace_name AS workspace, alias_tag AS alias, run_id, \
-     toUnixTimestamp(first_seen) AS first_seen_unix, toUnixTimestamp(last_seen) AS last_seen_unix, \
-     evidence, summary, status \
-     FROM findings FINAL \
-     WHERE last_seen >= toDateTime(?) AND (? = '' OR rule_id = ?) \
+pub const FINDINGS_SQL: &str = findings_where!(
+    "last_seen >= toDateTime(?) AND (? = '' OR rule_id = ?) \
      AND indexOf(['info', 'low', 'medium', 'high', 'critical'], severity) - 1 >= ? \
      AND (? = '' OR status = ?) \
-     ORDER BY last_seen DESC, rule, finding_id LIMIT ?, ?";
+     ORDER BY last_seen DESC, rule, finding_id LIMIT ?, ?"
+);
 
 /// The findings that cite a run: its id (`?`) or one of its events' ids (`?`, an array), newest
 /// first, `LIMIT ?`.
-pub const CITING_RUN_SQL: &str = "SELECT finding_id, rule_id AS rule, severity, provider, \
-     org_name AS organization, workspace_name AS workspace, alias_tag AS alias, run_id, \
-     toUnixTimestamp(first_seen) AS first_seen_unix, toUnixTimestamp(last_seen) AS last_seen_unix, \
-     evidence, summary, status \
-     FROM findings FINAL \
-     WHERE run_id = ? OR hasAny(evidence, ?) \
-     ORDER BY last_seen DESC, rule, finding_id LIMIT ?";
+pub const CITING_RUN_SQL: &str = findings_where!(
+    "run_id = ? OR hasAny(evidence, ?) \
+     ORDER BY last_seen DESC, rule, finding_id LIMIT ?"
+);
 
 /// The findings about the workspaces the lookup (`key_kind = ?`, `key = ?`) names, seen in
 /// `[?, ?)`, newest first, `LIMIT ?`.
-pub const OF_WORKSPACE_SQL: &str = "SELECT finding_id, rule_id AS rule, severity, provider, \
-     org_name AS organization, workspace_name AS workspace, alias_tag AS alias, run_id, \
-     toUnixTimestamp(first_seen) AS first_seen_unix, toUnixTimestamp(last_seen) AS last_seen_unix, \
-     evidence, summary, status \
-     FROM findings FINAL \
-     WHERE (org_name, workspace_name) IN (SELECT org_name, workspace_name FROM event_lookup \
+pub const OF_WORKSPACE_SQL: &str = findings_where!(
+    "(org_name, workspace_name) IN (SELECT org_name, workspace_name FROM event_lookup \
          WHERE key_kind = ? AND key = ?) \
      AND last_seen >= toDateTime(?) AND first_seen < toDateTime(?) \
-     ORDER BY last_seen DESC, rule, finding_id LIMIT ?";
+     ORDER BY last_seen DESC, rule, finding_id LIMIT ?"
+);
 
 /// Open findings per rule.
 pub const OPEN_BY_RULE_SQL: &str = "SELECT rule_id, toUInt64(count()) AS open \
