@@ -87,6 +87,8 @@ fn main() {
     }
 
     let cpu_before = (ch.pid().map_or(0.0, cpu_seconds), cpu_seconds(broker.pid()));
+    // CREDTRAIL_BENCH_LOG=FILTER: the ingest process' log (default `warn`).
+    let log = std::env::var("CREDTRAIL_BENCH_LOG").unwrap_or_else(|_| "warn".into());
     let started = Instant::now();
     let ingest = kafka_ingest(
         &ch,
@@ -94,10 +96,11 @@ fn main() {
         "bench",
         "bench=cloudtrail",
         &[
+            ("CREDTRAIL_LOG", &log),
             ("CREDTRAIL_KAFKA_BATCH_MAX_ROWS", "20000"),
             ("CREDTRAIL_KAFKA_MAX_IN_FLIGHT_ROWS", "200000"),
             ("CREDTRAIL_SINK_BATCH_MAX_ROWS", "100000"),
-            ("CREDTRAIL_SINK_FLUSH_INTERVAL_MS", "1000"),
+            ("CREDTRAIL_SINK_FLUSH_INTERVAL_MS", "200"),
             ("CREDTRAIL_KAFKA_COMMIT_INTERVAL_MS", "1000"),
         ],
     );

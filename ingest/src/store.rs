@@ -3,6 +3,9 @@
 //! Settings that keep one client working on 18.16 and modern servers alike: no row validation
 //! (18.16 lacks `RowBinaryWithNamesAndTypes`), no response compression (18.16 answers compressed
 //! requests with empty bodies), client-side `bind` only (no server-side parameters on 18.16).
+//!
+//! One request the clickhouse crate cannot send: a query with a list of keys attached as HTTP
+//! "external data" ([`Store::fetch_keys_in`]), which the sink's dedup lookup needs to stay cheap.
 
 use crate::config::Config;
 use crate::schema::ServerVersion;
@@ -18,6 +21,21 @@ pub enum StoreError {
     Template(&'static str, String),
     #[error("server version: {0}")]
     Version(String),
+    #[error("clickhouse: {0}")]
+    Request(String),
+}
+
+/// Keys sent beside a query as a one-column table the query reads by `name`, e.g.
+/// `WHERE dedup_key IN flush_keys`.
+///
+/// Why not bind them into the SQL: 18.16 spends about 5 µs of CPU parsing each literal of an
+/// `IN (...)` list, which made the dedup lookup a fifth of the server's work per event. Sent as
+/// RowBinary external data, 100,000 keys cost it about 30 ms.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyTable<'a> {
+    pub name: &'a str,
+    pub column: &'a str,
+    pub keys: &'a [u64],
 }
 
 /// A configured ClickHouse client for one database.
@@ -27,6 +45,12 @@ pub struct Store {
     /// The same server without a default database (to create it).
     server: clickhouse::Client,
     database: String,
+    /// For [`Store::fetch_keys_in`]: the crate has no external data.
+    http: reqwest::Client,
+    url: String,
+    user: String,
+    password: String,
+    timeout_secs: u64,
 }
 
 impl Store {
@@ -36,7 +60,7 @@ impl Store {
         let server = clickhouse::Client::default()
             .with_url(&ch.url)
             .with_user(&ch.user)
-            .with_password(password)
+            .with_password(password.clone())
             .with_compression(clickhouse::Compression::None)
             .with_validation(false)
             .with_setting("max_execution_time", ch.request_timeout_secs.to_string());
@@ -44,7 +68,74 @@ impl Store {
             client: server.clone().with_database(&ch.database),
             server,
             database: ch.database.clone(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(ch.request_timeout_secs + 5))
+                .build()
+                .map_err(|e| StoreError::Request(e.to_string()))?,
+            url: ch.url.clone(),
+            user: ch.user.clone(),
+            password,
+            timeout_secs: ch.request_timeout_secs,
         })
+    }
+
+    /// Runs `sql`, whose result is one `UInt64` column, with `table` attached as external data.
+    pub async fn fetch_keys_in(
+        &self,
+        sql: &str,
+        table: KeyTable<'_>,
+    ) -> Result<Vec<u64>, StoreError> {
+        let rows: Vec<u8> = table.keys.iter().flat_map(|k| k.to_le_bytes()).collect();
+        let form = reqwest::multipart::Form::new().part(
+            table.name.to_owned(),
+            reqwest::multipart::Part::bytes(rows).file_name(table.name.to_owned()),
+        );
+        let structure = format!("{} UInt64", table.column);
+        let query = format!("{sql} FORMAT RowBinary");
+        let timeout = self.timeout_secs.to_string();
+        let (format_key, structure_key) = (
+            format!("{}_format", table.name),
+            format!("{}_structure", table.name),
+        );
+        let response = self
+            .http
+            .post(&self.url)
+            .header("X-ClickHouse-User", &self.user)
+            .header("X-ClickHouse-Key", &self.password)
+            .query(&[
+                ("database", self.database.as_str()),
+                ("query", query.as_str()),
+                (format_key.as_str(), "RowBinary"),
+                (structure_key.as_str(), structure.as_str()),
+                ("max_execution_time", timeout.as_str()),
+                // The whole answer before the status: an error cannot follow a 200.
+                ("wait_end_of_query", "1"),
+            ])
+            .multipart(form)
+            .send()
+            .await
+            .map_err(|e| StoreError::Request(e.to_string()))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| StoreError::Request(e.to_string()))?;
+        if !status.is_success() {
+            return Err(StoreError::Request(format!(
+                "HTTP {status}: {}",
+                String::from_utf8_lossy(&body).trim()
+            )));
+        }
+        if body.len() % 8 != 0 {
+            return Err(StoreError::Request(format!(
+                "a UInt64 answer of {} bytes",
+                body.len()
+            )));
+        }
+        Ok(body
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect())
     }
 
     /// The client bound to credtrail's database.

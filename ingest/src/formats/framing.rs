@@ -192,6 +192,13 @@ impl<R: BufRead> Framer<R> {
             buf.truncate(content_len);
             if matches!(self.mode, Mode::Start) {
                 self.mode = Mode::Lines;
+                // A lone line (a Kafka message, a one-record body) is one document either way:
+                // skip parsing it twice just to tell lines from a stream.
+                if self.reader.fill_buf().is_ok_and(|rest| rest.is_empty()) {
+                    let line = self.line;
+                    self.expand_document(buf, line);
+                    return;
+                }
                 let trimmed = trim_start(&buf);
                 let whole = serde_json::from_slice::<serde::de::IgnoredAny>(trimmed);
                 if let Err(e) = whole
@@ -295,10 +302,7 @@ impl<R: BufRead> Framer<R> {
                     return;
                 }
             }
-        } else if contains(trimmed, b"\"Records\"")
-            || contains(trimmed, b"\"records\"")
-            || contains(trimmed, b"\"data\"")
-        {
+        } else if names_an_envelope(trimmed) {
             // CloudTrail S3 files (`Records`), Azure diagnostic exports (`records`), HCP audit
             // trail pages (`data`); a document where the field is not an array is one record.
             #[derive(Deserialize)]
@@ -366,15 +370,26 @@ impl<R: BufRead> Iterator for Framer<R> {
 }
 
 fn memchr_newline(b: &[u8]) -> Option<usize> {
-    b.iter().position(|&c| c == b'\n')
+    memchr::memchr(b'\n', b)
 }
 
 fn count_newlines(b: &[u8]) -> u64 {
-    b.iter().filter(|&&c| c == b'\n').count() as u64
+    memchr::memchr_iter(b'\n', b).count() as u64
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    memchr::memmem::find(hay, needle).is_some()
+/// Whether a document may be an envelope of records; the searchers are built once, not per
+/// document.
+fn names_an_envelope(doc: &[u8]) -> bool {
+    use memchr::memmem::Finder;
+    use std::sync::LazyLock;
+    static FIELDS: LazyLock<[Finder<'static>; 3]> = LazyLock::new(|| {
+        [
+            Finder::new(b"\"Records\""),
+            Finder::new(b"\"records\""),
+            Finder::new(b"\"data\""),
+        ]
+    });
+    FIELDS.iter().any(|f| f.find(doc).is_some())
 }
 
 fn trim_start(b: &[u8]) -> &[u8] {
@@ -424,6 +439,29 @@ mod tests {
         assert_eq!(ps[1].position(), "1#1");
         let ps = pieces(b"[{\"a\":1},\n{\"a\":2}]", 1024);
         assert_eq!(records(&ps).len(), 2);
+    }
+
+    #[test]
+    fn a_lone_line_is_one_document_whole_or_not() {
+        // A one-record Kafka message or body, with or without its newline; a truncated one is
+        // still one record, which the format's parser then rejects.
+        for input in [
+            &b"{\"a\":1}"[..],
+            b"{\"a\":1}\n",
+            b"{\"a\":",
+            b"[{\"a\":1},{\"a\":2}]",
+        ] {
+            let ps = pieces(input, 1024);
+            let want = if input.starts_with(b"[") { 2 } else { 1 };
+            assert_eq!(
+                records(&ps).len(),
+                want,
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+            assert_eq!(ps.len(), want);
+        }
+        assert_eq!(records(&pieces(b"{\"a\":", 1024)), vec!["{\"a\":"]);
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! sender only once its rows are durable.
 //!
 //! Sources hand a [`Batch`] to a [`SinkHandle`] and await its [`Ack`]. The sink task gathers
-//! batches until `batch_max_rows` or `flush_interval_ms`, then, per flush:
+//! batches until `batch_max_rows`, or until `flush_interval_ms` has passed and the previous
+//! flush is done (so flushes grow with load), then, per flush:
 //! 1. looks up which dedup keys are already in `dedup_keys` (while the previous flush is still
-//!    inserting: the two stages overlap, and the previous flush's keys count as stored),
+//!    inserting when this one filled first; the previous flush's keys count as stored),
 //! 2. drops those events and repeats within the flush (counted as duplicates), inserts the new
 //!    events, then their keys, then the dead letters and session calls, retrying with
 //!    exponential backoff,
@@ -167,10 +168,15 @@ async fn run(mut rx: mpsc::Receiver<Job>, writer: writer::Writer, config: SinkCo
     let interval = std::time::Duration::from_millis(config.flush_interval_ms);
     // The flush whose inserts are running; it yields the keys it stored.
     let mut inserting: Option<JoinHandle<HashSet<u64>>> = None;
+    let mut just_stored = HashSet::new();
     while let Some(first) = rx.recv().await {
         let deadline = Instant::now() + interval;
+        let mut due = false;
         let mut rows = first.batch.rows();
         let mut jobs = vec![first];
+        // Gather until the flush is full, or it is due and the previous flush is done: under
+        // load a flush grows while the previous one inserts (fewer, larger parts); when idle it
+        // goes out after `flush_interval_ms`.
         while rows < config.batch_max_rows {
             tokio::select! {
                 job = rx.recv() => match job {
@@ -180,18 +186,29 @@ async fn run(mut rx: mpsc::Receiver<Job>, writer: writer::Writer, config: SinkCo
                     }
                     None => break,
                 },
-                _ = sleep_until(deadline) => break,
+                _ = sleep_until(deadline), if !due => {
+                    due = true;
+                    if inserting.is_none() {
+                        break;
+                    }
+                }
+                stored = async { inserting.as_mut().expect("guarded").await }, if inserting.is_some() => {
+                    inserting = None;
+                    just_stored = stored.unwrap_or_default();
+                    if due {
+                        break;
+                    }
+                }
             }
         }
         let (batches, acks): (Vec<Batch>, Vec<_>) =
             jobs.into_iter().map(|j| (j.batch, j.ack)).unzip();
-        // Stage one overlaps the previous flush's inserts. Its keys may not be visible to the
-        // lookup yet, so they count as stored once it is done.
+        // Stage one may overlap the previous flush's inserts (when this flush filled first).
+        // Its keys may not be visible to the lookup yet, so they count as stored once it is done.
         let lookup = writer.lookup(&batches).await;
-        let just_stored = match inserting.take() {
-            Some(task) => task.await.unwrap_or_default(),
-            None => HashSet::new(),
-        };
+        if let Some(task) = inserting.take() {
+            just_stored = task.await.unwrap_or_default();
+        }
         let mut existing = match lookup {
             Ok(existing) => existing,
             Err(e) => {
@@ -200,7 +217,7 @@ async fn run(mut rx: mpsc::Receiver<Job>, writer: writer::Writer, config: SinkCo
                 continue;
             }
         };
-        existing.extend(just_stored);
+        existing.extend(std::mem::take(&mut just_stored));
         let writer = writer.clone();
         inserting = Some(tokio::spawn(async move {
             let (results, stored) = writer.store(&batches, &existing).await;

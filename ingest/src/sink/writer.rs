@@ -5,41 +5,20 @@ use super::{Ack, Batch, SinkError};
 use crate::config::SinkConfig;
 use crate::metrics::Metrics;
 use crate::model::{DeadLetterRow, EventRow, SessionCallRow};
-use crate::store::Store;
+use crate::store::{KeyTable, Store};
 use backon::{ExponentialBuilder, Retryable};
 use serde::Serialize;
-use serde::ser::SerializeTuple;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 /// Shipped SQL: which keys of a flush are stored already.
 pub const EXISTING_DEDUP_KEYS_SQL: &str = include_str!("../../sql/existing_dedup_keys.sql");
 
-/// Keys per lookup query. Each lookup scans `dedup_keys`, so fewer, larger lookups are cheaper;
-/// the statement (about 21 bytes a key) is allowed past the 256 KiB default `max_query_size`, and
-/// stays under the default `max_ast_elements` (50,000), which every server enforces.
-const KEYS_PER_LOOKUP: usize = 20_000;
-const LOOKUP_MAX_QUERY_SIZE: &str = "1048576";
-
 #[derive(Debug, clickhouse::Row, Serialize)]
 struct DedupKeyRow {
     dedup_key: u64,
     #[serde(with = "clickhouse::serde::chrono::datetime")]
     first_ingest_time: chrono::DateTime<chrono::Utc>,
-}
-
-/// Binds a list of keys as a SQL tuple, `(1,2,3)`, which `IN` accepts on every server
-/// (18.16 rejects an array there).
-struct KeyTuple<'a>(&'a [u64]);
-
-impl Serialize for KeyTuple<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut t = s.serialize_tuple(self.0.len())?;
-        for k in self.0 {
-            t.serialize_element(k)?;
-        }
-        t.end()
-    }
 }
 
 pub(super) struct Writer {
@@ -177,26 +156,27 @@ impl Writer {
         Ok((acks, seen))
     }
 
-    async fn existing_keys(&self, keys: &[u64]) -> Result<HashSet<u64>, clickhouse::error::Error> {
-        let mut found = HashSet::new();
-        for chunk in keys.chunks(KEYS_PER_LOOKUP) {
-            let rows: Vec<u64> = self
-                .store
-                .client()
-                .query(EXISTING_DEDUP_KEYS_SQL)
-                .bind(KeyTuple(chunk))
-                .with_setting("max_query_size", LOOKUP_MAX_QUERY_SIZE)
-                .fetch_all()
-                .await?;
-            found.extend(rows);
+    async fn existing_keys(&self, keys: &[u64]) -> Result<HashSet<u64>, crate::store::StoreError> {
+        if keys.is_empty() {
+            return Ok(HashSet::new());
         }
-        Ok(found)
+        let table = KeyTable {
+            name: "flush_keys",
+            column: "dedup_key",
+            keys,
+        };
+        let found = self
+            .store
+            .fetch_keys_in(EXISTING_DEDUP_KEYS_SQL, table)
+            .await?;
+        Ok(found.into_iter().collect())
     }
 
-    async fn retrying<T, F, Fut>(&self, op: F) -> Result<T, SinkError>
+    async fn retrying<T, E, F, Fut>(&self, op: F) -> Result<T, SinkError>
     where
+        E: std::fmt::Display,
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, clickhouse::error::Error>>,
+        Fut: Future<Output = Result<T, E>>,
     {
         let mut attempts = 0u32;
         op.retry(self.backoff())
