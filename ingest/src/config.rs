@@ -326,7 +326,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("sink.batch_max_rows", "Rows per INSERT at most."),
     (
         "sink.flush_interval_ms",
-        "A partial batch is written after this long.",
+        "A partial batch is written after this long, or when the previous write ends if that is later.",
     ),
     (
         "sink.queue_capacity",
