@@ -114,12 +114,9 @@ impl Store {
             .multipart(form)
             .send()
             .await
-            .map_err(|e| StoreError::Request(e.to_string()))?;
+            .map_err(request_error)?;
         let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| StoreError::Request(e.to_string()))?;
+        let body = response.bytes().await.map_err(request_error)?;
         if !status.is_success() {
             return Err(StoreError::Request(format!(
                 "HTTP {status}: {}",
@@ -170,4 +167,18 @@ impl Store {
             Err(_) => Err(StoreError::Version("timed out".into())),
         }
     }
+}
+
+/// A transport error with its causes (e.g. "connection refused"), without the URL: it holds the
+/// whole query.
+fn request_error(e: reqwest::Error) -> StoreError {
+    let e = e.without_url();
+    let mut message = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        message.push_str(": ");
+        message.push_str(&c.to_string());
+        cause = c.source();
+    }
+    StoreError::Request(message)
 }

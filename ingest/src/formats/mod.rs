@@ -167,7 +167,8 @@ fn explain_json_error<'a, T: Deserialize<'a>>(
         Err(e) => e,
         Ok(_) => return Rejection::new(ErrorKind::InvalidJson, first.to_string()),
     };
-    let path = err.path().to_string();
+    // A path names the input's keys, and a key may be JWT-shaped (found by `fuzz issuance`).
+    let path = crate::fingerprint::redact_jwts_str(&err.path().to_string());
     let inner = err.into_inner();
     let message = crate::fingerprint::redact_jwts_str(&inner.to_string());
     let kind = match inner.classify() {
@@ -266,6 +267,26 @@ mod tests {
 
         let e = parse_json::<T>(b"{\"a\":1,\"b\":{\"c\":\"\xff\"}}").unwrap_err();
         assert_eq!(e.kind, ErrorKind::InvalidUtf8);
+    }
+
+    #[test]
+    fn a_jwt_shaped_key_is_redacted_from_the_path_too() {
+        // `fuzz issuance` found it: the path of an error names the offending key.
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Strict {
+            a: Option<u8>,
+        }
+        let key = "toeyJprTTz8.-z8.-p";
+        let e = parse_json::<Strict>(format!(r#"{{"{key}": 1}}"#).as_bytes()).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::WrongType);
+        assert!(
+            !crate::fingerprint::contains_jwt(e.reason.as_bytes()),
+            "{}",
+            e.reason
+        );
+        assert!(e.reason.contains("<redacted-jwt sha256:"), "{}", e.reason);
     }
 
     #[test]
