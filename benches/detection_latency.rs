@@ -22,21 +22,12 @@ use std::time::{Duration, Instant};
 use support::*;
 
 fn findings_counted(serve: &Collector) -> u64 {
-    let (_, text) = serve.get("/metrics");
-    text.lines()
-        .filter(|l| {
-            l.starts_with("credtrail_findings_total{") && l.contains("rule=\"trust-root-change\"")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
-
-fn metric_sum(serve: &Collector, prefix: &str) -> f64 {
-    let (_, text) = serve.get("/metrics");
-    text.lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    let text = serve.get("/metrics").1;
+    metric_sum(
+        &text,
+        "credtrail_findings_total",
+        &["rule=\"trust-root-change\""],
+    ) as u64
 }
 
 fn main() {
@@ -199,8 +190,13 @@ fn main() {
     latencies.sort_by(|a, b| a.total_cmp(b));
     assert!(!latencies.is_empty());
     let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
-    let ticks = metric_sum(&serve, "credtrail_rule_evaluation_duration_seconds_sum");
-    let evaluations = metric_sum(&serve, "credtrail_rule_evaluation_duration_seconds_count");
+    let text = serve.get("/metrics").1;
+    let ticks = metric_sum(&text, "credtrail_rule_evaluation_duration_seconds_sum", &[]);
+    let evaluations = metric_sum(
+        &text,
+        "credtrail_rule_evaluation_duration_seconds_count",
+        &[],
+    );
     println!(
         "{} probes over {elapsed:.0} s with {sustained:.0} background events/s sustained \
          ({} stored in all)",

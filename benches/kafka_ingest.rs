@@ -177,13 +177,13 @@ fn ingest_round(broker: &Broker, produced: u64, round: u64) -> Round {
     // The group join: until the broker hands the partitions out.
     let mut joined = None;
     while joined.is_none() && started.elapsed() < Duration::from_secs(120) {
-        let (_, m) = ingest.get("/metrics");
-        let assigned = m
-            .lines()
-            .filter(|l| l.starts_with("credtrail_kafka_rebalances_total{kind=\"assign\"}"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .any(|n| n >= 1.0);
-        if assigned {
+        let text = ingest.get("/metrics").1;
+        if metric_sum(
+            &text,
+            "credtrail_kafka_rebalances_total",
+            &["kind=\"assign\""],
+        ) >= 1.0
+        {
             joined = Some(started.elapsed().as_secs_f64());
         } else {
             std::thread::sleep(Duration::from_millis(20));

@@ -290,8 +290,8 @@ fn clickhouse_outage_pauses_then_catches_up_in_bounded_memory() {
     while down.elapsed() < Duration::from_secs(35) {
         peak = peak.max(rss_kib(pid));
         let (_, metrics) = ingest.get("/metrics");
-        paused = paused.max(metric(&metrics, "credtrail_kafka_paused_partitions"));
-        lag = lag.max(metric(&metrics, "credtrail_kafka_consumer_lag_messages"));
+        paused = paused.max(metric_sum(&metrics, "credtrail_kafka_paused_partitions", &[]) as u64);
+        lag = lag.max(metric_sum(&metrics, "credtrail_kafka_consumer_lag_messages", &[]) as u64);
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(paused > 0, "partitions were never paused during the outage");
@@ -307,7 +307,7 @@ fn clickhouse_outage_pauses_then_catches_up_in_bounded_memory() {
     let mut ingest = ingest;
     assert!(ingest.running(), "ingest died during the outage");
     let (_, metrics) = ingest.get("/metrics");
-    let resubmits = metric(&metrics, "credtrail_kafka_resubmits_total");
+    let resubmits = metric_sum(&metrics, "credtrail_kafka_resubmits_total", &[]) as u64;
     println!(
         "outage: {resubmits} batches given back by the sink and resubmitted; consumer lag peaked at {lag} messages"
     );
@@ -342,20 +342,13 @@ fn broker_stall_recovers_by_itself() {
     assert_exactly_once("stall", &ch, produced);
 }
 
-/// A metric's value from a Prometheus text exposition, summed over its label sets.
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
-
 /// `credtrail_kafka_messages_total` over every topic, from a process's /metrics.
 fn messages_consumed(ingest: &Collector) -> u64 {
-    metric(&ingest.get("/metrics").1, "credtrail_kafka_messages_total")
+    metric_sum(
+        &ingest.get("/metrics").1,
+        "credtrail_kafka_messages_total",
+        &[],
+    ) as u64
 }
 
 #[test]

@@ -659,6 +659,19 @@ pub fn kafka_ingest(
     Collector::start(ch, &env)
 }
 
+/// A metric in a Prometheus text exposition, summed over its series whose labels include every
+/// one of `labels` (e.g. `kind="assign"`).
+pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter(|l| labels.iter().all(|label| l.contains(label)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Polls `count_sql` until it reaches `want` or `timeout` passes; returns the last count.
 pub fn wait_for_count(ch: &ClickHouse, count_sql: &str, want: u64, timeout: Duration) -> u64 {
     let deadline = Instant::now() + timeout;
