@@ -5,7 +5,8 @@
 //! 200) starts a real ClickHouse, replays a generated estate (realistic events of every source
 //! format), then grows it to EVENTS rows by copying it under new organization names, run ids,
 //! sessions, tokens, workspace ids and principals, shifted back in time (the copies leave `raw`
-//! empty: lookups never read it). The `event_lookup` index is fed by its materialized view as a real ingest would feed it.
+//! empty: lookups never read it), each copy indexed in `event_lookup` as the sink indexes what it
+//! stores.
 //! It then times LOOKUPS reports of random runs through the library `credtrail query run` uses
 //! (timeline plus the findings citing the run), and a smaller sample of session, token,
 //! principal and workspace lookups, and prints p50, p99 and max. Target from the issue: a run
@@ -109,6 +110,16 @@ fn main() {
              WHERE dedup_key IN (SELECT dedup_key FROM dedup_keys)",
             columns.join(", "),
             select.join(", ")
+        ));
+        // Index the copy as the sink indexes what it stores (migration 0008).
+        ch.query(&format!(
+            "INSERT INTO event_lookup_input SELECT tupleElement(k, 1), tupleElement(k, 2), \
+             org_name, workspace_name, min(event_time), max(event_time) FROM events \
+             ARRAY JOIN [('run', run_id), ('session', session_id), ('jti', jti), \
+             ('fingerprint', token_fingerprint), ('principal', target_principal), \
+             ('workspace', workspace_name), ('workspace_id', workspace_id)] AS k \
+             WHERE endsWith(source_event_id, '-c{k}') AND tupleElement(k, 2) != '' \
+             GROUP BY tupleElement(k, 1), tupleElement(k, 2), org_name, workspace_name"
         ));
     }
     let stored = ch.count("SELECT count() FROM events");

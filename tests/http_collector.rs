@@ -107,6 +107,52 @@ fn a_mixed_batch_stores_the_good_and_explains_the_bad() {
     assert_eq!(ch.count("SELECT count() FROM dead_letters FINAL"), 4);
 }
 
+/// The server's count of MergeTree blocks written, and of those it found already sorted.
+fn blocks_written(ch: &ClickHouse) -> (u64, u64) {
+    let count = |event: &str| {
+        ch.count(&format!(
+            "SELECT sum(value) FROM system.events WHERE event = '{event}'"
+        ))
+    };
+    (
+        count("MergeTreeDataWriterBlocks"),
+        count("MergeTreeDataWriterBlocksAlreadySorted"),
+    )
+}
+
+#[test]
+fn a_flush_reaches_clickhouse_in_each_tables_sort_order() {
+    let ch = ClickHouse::start();
+    if !ch.is_own() {
+        eprintln!("skipped: system.events is server-wide, and this server is shared");
+        return;
+    }
+    ch.migrate();
+    let c = Collector::start(&ch, &auth_env());
+    // Runs interleave workspaces, and dedup keys are hashes: neither table's order.
+    let base = chrono::Utc::now() - chrono::Duration::days(1);
+    let body: String = (0..2000)
+        .map(|i| credtrail_ingest::sample::cloudtrail_exchange(7, i, base) + "\n")
+        .collect();
+    let before = blocks_written(&ch);
+    let (status, resp) = c.post("cloudtrail", Some(TOKEN), body.as_bytes(), false);
+    assert_eq!(status, 200, "{resp}");
+    assert_eq!(resp["stored"], 2000, "{resp}");
+    let after = blocks_written(&ch);
+    let (written, sorted) = (after.0 - before.0, after.1 - before.1);
+    println!("blocks written {written}, already sorted {sorted}");
+    // `events` and `dedup_keys` both arrive sorted, so the server copies no column to sort them
+    // (the materialized views' blocks are the server's own to sort).
+    assert!(
+        sorted >= 2,
+        "{sorted} of {written} blocks arrived sorted; events and dedup_keys should"
+    );
+    assert_eq!(
+        ch.query("SELECT count(), uniqExact(workspace_name) > 1 FROM events FINAL"),
+        "2000\t1\n"
+    );
+}
+
 #[test]
 fn s3_files_issuance_and_json_arrays_are_accepted() {
     let ch = ClickHouse::start();

@@ -540,10 +540,11 @@ fn modern_ddl(ch: &ClickHouse) -> Vec<String> {
         .collect();
     assert_eq!(
         statements.len(),
-        14,
+        17,
         "three tables, the change columns, the inventory table and its column on events, \
          the session call table, the activity table and its view, the findings table, the \
-         trust policy table, the lookup table, its view and its backfill"
+         trust policy table, the lookup table, its view and its backfill, the lookup input \
+         table, its view and the old view's drop"
     );
     statements
 }

@@ -35,7 +35,7 @@ fn migrate_is_idempotent_and_recorded() {
         ch.query("SELECT name FROM system.tables WHERE database = currentDatabase() ORDER BY name");
     assert_eq!(
         tables,
-        "dead_letters\ndedup_keys\nevent_lookup\nevent_lookup_mv\nevents\nfindings\ninventory\nschema_migrations\nsession_activity\nsession_activity_mv\nsession_calls\ntrust_policies\n"
+        "dead_letters\ndedup_keys\nevent_lookup\nevent_lookup_input\nevent_lookup_input_mv\nevents\nfindings\ninventory\nschema_migrations\nsession_activity\nsession_activity_mv\nsession_calls\ntrust_policies\n"
     );
 }
 

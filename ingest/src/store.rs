@@ -140,6 +140,31 @@ impl Store {
         &self.client
     }
 
+    /// Inserts rows in one RowBinary INSERT (nothing when there are none).
+    #[tracing::instrument(
+        name = "clickhouse.insert",
+        skip_all,
+        fields(table = %table, rows = rows.len())
+    )]
+    pub async fn insert_rows<T>(
+        &self,
+        table: &str,
+        rows: &[&T],
+    ) -> Result<(), clickhouse::error::Error>
+    where
+        T: clickhouse::Row + clickhouse::RowWrite + serde::Serialize,
+        for<'a> T: clickhouse::Row<Value<'a> = T>,
+    {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut insert = self.client.insert::<T>(table).await?;
+        for row in rows {
+            insert.write(row).await?;
+        }
+        insert.end().await
+    }
+
     pub fn database(&self) -> &str {
         &self.database
     }

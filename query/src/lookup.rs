@@ -1,5 +1,5 @@
-//! The identifiers an analyst starts from, and how a query finds them: `event_lookup` (migration
-//! 0007) maps each to the workspaces and time span it appears in, so every forensic query reads
+//! The identifiers an analyst starts from, and how a query finds them: `event_lookup` (migrations
+//! 0007, 0008) maps each to the workspaces and time span it appears in, so every forensic query reads
 //! only that slice of `events` by its primary key.
 //!
 //! Every lookup-based query starts `WHERE (org_name, workspace_name) IN (…)` and two `event_time`
@@ -27,50 +27,7 @@ macro_rules! located {
     };
 }
 
-/// What an identifier is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyKind {
-    Run,
-    Session,
-    Jti,
-    Fingerprint,
-    Principal,
-    Workspace,
-    WorkspaceId,
-}
-
-impl KeyKind {
-    /// The `key_kind` value in `event_lookup`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyKind::Run => "run",
-            KeyKind::Session => "session",
-            KeyKind::Jti => "jti",
-            KeyKind::Fingerprint => "fingerprint",
-            KeyKind::Principal => "principal",
-            KeyKind::Workspace => "workspace",
-            KeyKind::WorkspaceId => "workspace_id",
-        }
-    }
-
-    /// A token is named by its fingerprint (`sha256:…`) or its jti.
-    pub fn of_token(key: &str) -> KeyKind {
-        if key.starts_with("sha256:") {
-            KeyKind::Fingerprint
-        } else {
-            KeyKind::Jti
-        }
-    }
-
-    /// A workspace is named by its id (`ws-…`) or its name.
-    pub fn of_workspace(key: &str) -> KeyKind {
-        if key.starts_with("ws-") {
-            KeyKind::WorkspaceId
-        } else {
-            KeyKind::Workspace
-        }
-    }
-}
+pub use credtrail_ingest::model::KeyKind;
 
 /// One identifier to look up.
 #[derive(Debug, Clone, Copy)]

@@ -9,7 +9,7 @@
 //! the old one in `FINAL` reads; the dedup key is unchanged, so nothing is counted twice.
 
 use super::attribute::Attributor;
-use crate::model::EventRow;
+use crate::model::{EventRow, sort_for_storage};
 use crate::store::Store;
 use chrono::{DateTime, Utc};
 
@@ -64,11 +64,9 @@ async fn write(store: &Store, rows: &mut Vec<EventRow>) -> Result<u64, clickhous
     if rows.is_empty() {
         return Ok(0);
     }
-    let mut insert = store.client().insert::<EventRow>("events").await?;
-    for row in rows.iter() {
-        insert.write(row).await?;
-    }
-    insert.end().await?;
+    let mut sorted: Vec<&EventRow> = rows.iter().collect();
+    sort_for_storage(&mut sorted);
+    store.insert_rows("events", &sorted).await?;
     let n = rows.len() as u64;
     rows.clear();
     Ok(n)

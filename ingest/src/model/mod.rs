@@ -11,8 +11,12 @@
 //! - `dedup_key` is a pure function of (`source`, `source_event_id`), so a redelivered event lands
 //!   on the same ClickHouse sorting key and `FINAL` collapses it.
 
+mod lookup;
+mod order;
 mod subject;
 
+pub use lookup::{KeyKind, LookupRow, lookup_rows};
+pub use order::sort_for_storage;
 pub(crate) use subject::split_colons;
 pub use subject::{Subject, TokenType};
 

@@ -59,6 +59,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "event_lookup",
         template: include_str!("../../../deploy/clickhouse/migrations/0007_event_lookup.sql"),
     },
+    Migration {
+        version: 8,
+        name: "event_lookup_input",
+        template: include_str!("../../../deploy/clickhouse/migrations/0008_event_lookup_input.sql"),
+    },
 ];
 
 /// What the rendering needs besides capabilities.

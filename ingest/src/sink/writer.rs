@@ -4,7 +4,9 @@
 use super::{Ack, Batch, SinkError};
 use crate::config::SinkConfig;
 use crate::metrics::Metrics;
-use crate::model::{DeadLetterRow, EventRow, SessionCallRow};
+use crate::model::{
+    DeadLetterRow, EventRow, LookupRow, SessionCallRow, lookup_rows, sort_for_storage,
+};
 use crate::store::{KeyTable, Store};
 use backon::{ExponentialBuilder, Retryable};
 use serde::Serialize;
@@ -123,24 +125,32 @@ impl Writer {
             acks.push(ack);
         }
 
+        // In each table's sorting key, so ClickHouse need not sort (see `sort_for_storage`).
+        sort_for_storage(&mut fresh);
         // Order matters: a key is recorded only after its event is durable.
-        self.retrying(|| insert_rows(&self.store, "events", &fresh))
+        self.retrying(|| self.store.insert_rows("events", &fresh))
+            .await?;
+        // Indexed before the keys are recorded, so a stored key implies an indexed event.
+        let lookups = lookup_rows(&fresh);
+        let lookup_refs: Vec<&LookupRow> = lookups.iter().collect();
+        self.retrying(|| self.store.insert_rows("event_lookup_input", &lookup_refs))
             .await?;
         let now = chrono::Utc::now();
-        let keys: Vec<DedupKeyRow> = fresh
+        let mut keys: Vec<DedupKeyRow> = fresh
             .iter()
             .map(|e| DedupKeyRow {
                 dedup_key: e.dedup_key,
                 first_ingest_time: now,
             })
             .collect();
+        keys.sort_unstable_by_key(|k| k.dedup_key);
         let key_refs: Vec<&DedupKeyRow> = keys.iter().collect();
-        self.retrying(|| insert_rows(&self.store, "dedup_keys", &key_refs))
+        self.retrying(|| self.store.insert_rows("dedup_keys", &key_refs))
             .await?;
-        self.retrying(|| insert_rows(&self.store, "dead_letters", &dead))
+        self.retrying(|| self.store.insert_rows("dead_letters", &dead))
             .await?;
         // Aggregated with idempotent functions: a retried or redelivered call counts once.
-        self.retrying(|| insert_rows(&self.store, "session_calls", &calls))
+        self.retrying(|| self.store.insert_rows("session_calls", &calls))
             .await?;
 
         for e in &fresh {
@@ -191,25 +201,4 @@ impl Writer {
                 last: e.to_string(),
             })
     }
-}
-
-/// Inserts rows in one RowBinary INSERT (nothing when there are none).
-#[tracing::instrument(name = "clickhouse.insert", skip_all, fields(table, rows = rows.len()))]
-async fn insert_rows<T>(
-    store: &Store,
-    table: &str,
-    rows: &[&T],
-) -> Result<(), clickhouse::error::Error>
-where
-    T: clickhouse::Row + clickhouse::RowWrite + Serialize,
-    for<'a> T: clickhouse::Row<Value<'a> = T>,
-{
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let mut insert = store.client().insert::<T>(table).await?;
-    for row in rows {
-        insert.write(row).await?;
-    }
-    insert.end().await
 }
