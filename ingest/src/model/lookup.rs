@@ -89,18 +89,30 @@ pub struct LookupRow {
 
 /// Folds events into one row per (kind, key, organization, workspace), spanning the first to the
 /// last `event_time` among them.
+///
+/// Events in storage order (`sort_for_storage`) arrive grouped by workspace, so each group is
+/// folded in one map keyed by (kind, key) and reused from group to group. Any other order gives
+/// the same index, only in more rows: a workspace met twice yields its keys twice, and
+/// `event_lookup` merges them.
 pub fn lookup_rows(events: &[&EventRow]) -> Vec<LookupRow> {
-    type Span = (DateTime<Utc>, DateTime<Utc>);
-    let mut spans: HashMap<(KeyKind, &str, &str, &str), Span> =
-        HashMap::with_capacity(events.len() * 2);
+    let mut rows = Vec::with_capacity(events.len());
+    let mut spans: Spans<'_> = HashMap::new();
+    let mut group: Option<(&str, &str)> = None;
     for e in events {
+        let workspace = (e.org_name.as_str(), e.workspace_name.as_str());
+        if group != Some(workspace) {
+            if let Some(done) = group {
+                drain_group(done, &mut spans, &mut rows);
+            }
+            group = Some(workspace);
+        }
+        let t = e.event_time;
         for (kind, key) in e.lookup_keys() {
             if key.is_empty() {
                 continue;
             }
-            let t = e.event_time;
             spans
-                .entry((kind, key, &e.org_name, &e.workspace_name))
+                .entry((kind, key))
                 .and_modify(|(first, last)| {
                     *first = (*first).min(t);
                     *last = (*last).max(t);
@@ -108,17 +120,27 @@ pub fn lookup_rows(events: &[&EventRow]) -> Vec<LookupRow> {
                 .or_insert((t, t));
         }
     }
-    spans
-        .into_iter()
-        .map(|((kind, key, org, ws), (first, last))| LookupRow {
-            key_kind: Text::const_new(kind.as_str()),
-            key: key.into(),
-            org_name: org.into(),
-            workspace_name: ws.into(),
-            first_time: first,
-            last_time: last,
-        })
-        .collect()
+    if let Some(done) = group {
+        drain_group(done, &mut spans, &mut rows);
+    }
+    rows
+}
+
+/// One workspace's keys, each with its first and last time.
+type Spans<'a> = HashMap<(KeyKind, &'a str), (DateTime<Utc>, DateTime<Utc>)>;
+
+/// Moves one workspace's spans into rows, keeping the map's room for the next workspace.
+fn drain_group((org, workspace): (&str, &str), spans: &mut Spans<'_>, rows: &mut Vec<LookupRow>) {
+    let org = Text::from(org);
+    let workspace = Text::from(workspace);
+    rows.extend(spans.drain().map(|((kind, key), (first, last))| LookupRow {
+        key_kind: Text::const_new(kind.as_str()),
+        key: key.into(),
+        org_name: org.clone(),
+        workspace_name: workspace.clone(),
+        first_time: first,
+        last_time: last,
+    }));
 }
 
 #[cfg(test)]
@@ -181,5 +203,28 @@ mod tests {
             ],
             "no jti, fingerprint, principal or workspace id rows: those are empty"
         );
+    }
+
+    #[test]
+    fn events_out_of_storage_order_give_the_same_spans_in_more_rows() {
+        let events = [
+            event("1", "net", "run-a", 30),
+            event("2", "app", "run-a", 5),
+            event("3", "net", "run-a", 10),
+        ];
+        let rows = lookup_rows(&events.iter().collect::<Vec<_>>());
+        let runs: Vec<(&str, i64, i64)> = rows
+            .iter()
+            .filter(|r| r.key_kind == "run")
+            .map(|r| {
+                (
+                    r.workspace_name.as_str(),
+                    r.first_time.timestamp() - 1_720_000_000,
+                    r.last_time.timestamp() - 1_720_000_000,
+                )
+            })
+            .collect();
+        // `net` is met twice: two rows, whose min and max are the span.
+        assert_eq!(runs, vec![("net", 30, 30), ("app", 5, 5), ("net", 10, 10)]);
     }
 }
