@@ -777,34 +777,44 @@ impl Prometheus {
         );
         let file = dir.path().join("prometheus.yml");
         std::fs::write(&file, config).unwrap();
-        let port = free_port();
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", file.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--log.level=warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start prometheus (Debian package `prometheus`)");
-        let me = Prometheus {
-            url: format!("http://127.0.0.1:{port}"),
-            child,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(r) = agent().get(format!("{}/-/ready", me.url)).call()
-                && r.status() == 200
-            {
-                return me;
+        let data = dir.path().join("data").display().to_string();
+        // A free port can be taken by a concurrent test's server before ours binds it; that one
+        // would answer our readiness check, so ours is known by its storage path.
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = Command::new("prometheus")
+                .arg(format!("--config.file={}", file.display()))
+                .arg(format!("--storage.tsdb.path={data}"))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--log.level=warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("start prometheus (Debian package `prometheus`)");
+            let url = format!("http://127.0.0.1:{port}");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+                let flags = agent()
+                    .get(format!("{url}/api/v1/status/flags"))
+                    .call()
+                    .ok()
+                    .and_then(|mut r| r.body_mut().read_to_string().ok())
+                    .and_then(|body| serde_json::from_str::<serde_json::Value>(&body).ok());
+                if let Some(flags) = flags
+                    && flags["data"]["storage.tsdb.path"] == data.as_str()
+                {
+                    return Prometheus {
+                        url,
+                        child,
+                        _dir: dir,
+                    };
+                }
+                std::thread::sleep(Duration::from_millis(100));
             }
-            std::thread::sleep(Duration::from_millis(100));
+            let _ = child.kill();
+            let _ = child.wait();
         }
-        panic!("prometheus did not come up on {}", me.url);
+        panic!("prometheus did not come up (five ports tried)");
     }
 
     fn api(&self, path: &str, query: Option<&str>) -> serde_json::Value {

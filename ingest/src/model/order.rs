@@ -1,19 +1,20 @@
 //! The order writers send `events` rows in.
 
 use super::EventRow;
+use hashbrown::HashSet;
 
 /// Puts rows in the `events` table's sorting key, `ORDER BY (org_name, workspace_name,
 /// event_time, dedup_key)` in `0001_events.sql`. Writers send rows in this order so that
 /// ClickHouse finds each block already sorted and skips its permutation, a copy of every column
-/// (`raw` included). Strings compare bytewise, as ClickHouse compares them; each (organization,
-/// workspace) is ranked once, so the sort itself compares integers.
+/// (`raw` included). Strings compare bytewise, as ClickHouse compares them; only the distinct
+/// (organization, workspace) pairs are sorted as strings, and the rows by their rank.
 pub fn sort_for_storage(rows: &mut Vec<&EventRow>) {
-    let mut workspaces: Vec<(&str, &str)> = rows
+    let distinct: HashSet<(&str, &str)> = rows
         .iter()
         .map(|e| (e.org_name.as_str(), e.workspace_name.as_str()))
         .collect();
+    let mut workspaces: Vec<(&str, &str)> = distinct.into_iter().collect();
     workspaces.sort_unstable();
-    workspaces.dedup();
     let mut keyed: Vec<(u32, i64, u64, &EventRow)> = rows
         .iter()
         .map(|e| {
