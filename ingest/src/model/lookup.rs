@@ -146,23 +146,25 @@ fn drain_group((org, workspace): (&str, &str), spans: &mut Spans<'_>, rows: &mut
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{EventKind, Source};
+    use crate::model::test_exchange;
+
+    const T0: i64 = 1_720_000_000;
 
     fn event(id: &str, ws: &str, run: &str, secs: i64) -> EventRow {
-        let t = DateTime::from_timestamp(1_720_000_000 + secs, 0).unwrap();
-        let mut e = EventRow::new(
-            EventKind::Exchange,
-            Source::AwsCloudtrail,
-            id.into(),
-            "aws",
-            t,
-            t,
-        );
-        e.org_name = "acme".into();
-        e.workspace_name = ws.into();
+        let t = DateTime::from_timestamp(T0 + secs, 0).unwrap();
+        let mut e = test_exchange(id, "acme", ws, t);
         e.run_id = run.into();
         e.session_id = format!("ASIA{id}").into();
         e
+    }
+
+    /// A row's workspace and span, in seconds after `T0`.
+    fn span(r: &LookupRow) -> (&str, i64, i64) {
+        (
+            r.workspace_name.as_str(),
+            r.first_time.timestamp() - T0,
+            r.last_time.timestamp() - T0,
+        )
     }
 
     #[test]
@@ -173,33 +175,23 @@ mod tests {
             event("3", "net", "run-a", 20),
             event("4", "app", "run-a", 5),
         ];
-        let mut rows = lookup_rows(&events.iter().collect::<Vec<_>>());
-        rows.sort_by(|a, b| {
-            (&a.key_kind, &a.key, &a.workspace_name).cmp(&(&b.key_kind, &b.key, &b.workspace_name))
-        });
-        let summary: Vec<(&str, &str, &str, i64, i64)> = rows
+        let rows = lookup_rows(&events.iter().collect::<Vec<_>>());
+        let mut summary: Vec<(&str, &str, (&str, i64, i64))> = rows
             .iter()
-            .map(|r| {
-                (
-                    r.key_kind.as_str(),
-                    r.key.as_str(),
-                    r.workspace_name.as_str(),
-                    r.first_time.timestamp() - 1_720_000_000,
-                    r.last_time.timestamp() - 1_720_000_000,
-                )
-            })
+            .map(|r| (r.key_kind.as_str(), r.key.as_str(), span(r)))
             .collect();
+        summary.sort();
         assert_eq!(
             summary,
             vec![
-                ("run", "run-a", "app", 5, 5),
-                ("run", "run-a", "net", 10, 30),
-                ("session", "ASIA1", "net", 30, 30),
-                ("session", "ASIA2", "net", 10, 10),
-                ("session", "ASIA3", "net", 20, 20),
-                ("session", "ASIA4", "app", 5, 5),
-                ("workspace", "app", "app", 5, 5),
-                ("workspace", "net", "net", 10, 30),
+                ("run", "run-a", ("app", 5, 5)),
+                ("run", "run-a", ("net", 10, 30)),
+                ("session", "ASIA1", ("net", 30, 30)),
+                ("session", "ASIA2", ("net", 10, 10)),
+                ("session", "ASIA3", ("net", 20, 20)),
+                ("session", "ASIA4", ("app", 5, 5)),
+                ("workspace", "app", ("app", 5, 5)),
+                ("workspace", "net", ("net", 10, 30)),
             ],
             "no jti, fingerprint, principal or workspace id rows: those are empty"
         );
@@ -216,13 +208,7 @@ mod tests {
         let runs: Vec<(&str, i64, i64)> = rows
             .iter()
             .filter(|r| r.key_kind == "run")
-            .map(|r| {
-                (
-                    r.workspace_name.as_str(),
-                    r.first_time.timestamp() - 1_720_000_000,
-                    r.last_time.timestamp() - 1_720_000_000,
-                )
-            })
+            .map(span)
             .collect();
         // `net` is met twice: two rows, whose min and max are the span.
         assert_eq!(runs, vec![("net", 30, 30), ("app", 5, 5), ("net", 10, 10)]);

@@ -199,6 +199,22 @@ pub struct EventRow {
     pub raw: Vec<u8>,
 }
 
+/// A CloudTrail exchange in `org`/`workspace` at `time`, for the model's unit tests.
+#[cfg(test)]
+fn test_exchange(id: &str, org: &str, workspace: &str, time: DateTime<Utc>) -> EventRow {
+    let mut e = EventRow::new(
+        EventKind::Exchange,
+        Source::AwsCloudtrail,
+        id.into(),
+        "aws",
+        time,
+        time,
+    );
+    e.org_name = org.into();
+    e.workspace_name = workspace.into();
+    e
+}
+
 impl EventRow {
     /// A row with the identity of its source event filled in and everything else empty.
     pub fn new(
