@@ -1,20 +1,24 @@
 //! Splitting bodies and files into records.
 //!
-//! Every input (an HTTP body, a replayed file) is a sequence of *documents*; a document is one
-//! record, a JSON array of records, or an envelope holding an array of records: CloudTrail S3
-//! files `{"Records": [...]}`, Azure diagnostic exports `{"records": [...]}`, HCP audit trail
-//! pages `{"data": [...]}`. Documents
-//! are one per line (NDJSON), or, when the first line is not a whole JSON value, whitespace-
-//! separated pretty-printed JSON. gzip is detected by its magic bytes.
+//! Every input (an HTTP body, a replayed file, a Kafka message) is a sequence of *documents*; a
+//! document is one record, a JSON array of records, or an envelope holding an array of records:
+//! CloudTrail S3 files `{"Records": [...]}`, Azure diagnostic exports `{"records": [...]}`, HCP
+//! audit trail pages `{"data": [...]}`, Microsoft Graph pages `{"value": [...]}`. Documents are
+//! one per line (NDJSON), or, when the first line is not a whole JSON value, whitespace-separated
+//! pretty-printed JSON. gzip is detected by its magic bytes.
 //!
-//! Memory stays bounded by `max_record_bytes`: a longer line is skipped while counted, and only
-//! its first bytes are kept for the dead letter. A broken line costs only that line; a broken
-//! pretty-printed or gzip stream ends the input with one [`Piece::Broken`] saying where.
+//! Limits apply per record, never per document: arrays and envelopes of any size are cut into
+//! their elements as they stream ([`scan`]), `max_record_bytes` bounds each element, and one
+//! malformed element becomes one dead letter while its neighbours are kept. Memory stays bounded
+//! by `max_record_bytes` and the reader's buffer. A broken line costs only that line; a broken
+//! gzip stream ends the input with one [`Piece::Broken`] saying where.
+
+mod scan;
 
 use super::{ErrorKind, Rejection};
 use flate2::bufread::MultiGzDecoder;
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use scan::Scanner;
+use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read};
 
 /// One unit the framer yields.
@@ -90,7 +94,13 @@ pub fn decompressing_bytes(bytes: Vec<u8>) -> Box<dyn BufRead> {
 enum Mode {
     /// Before the first document: decide between lines and a stream.
     Start,
+    /// NDJSON: every line is a document.
     Lines,
+    /// Inside a line longer than `max_record_bytes`: scanned as it streams, so an envelope
+    /// of any size yields its records and a lone huge record is only counted.
+    LongLine,
+    /// Pretty-printed JSON: documents end where their brackets close.
+    Stream,
     Done,
 }
 
@@ -100,7 +110,8 @@ pub struct Framer<R: BufRead> {
     max_record_bytes: usize,
     line: u64,
     mode: Mode,
-    queue: std::collections::VecDeque<Piece>,
+    scanner: Option<Scanner>,
+    queue: VecDeque<Piece>,
     /// Bytes of input consumed, for progress.
     pub bytes_read: u64,
 }
@@ -112,51 +123,56 @@ impl<R: BufRead> Framer<R> {
             max_record_bytes,
             line: 0,
             mode: Mode::Start,
+            scanner: None,
             queue: Default::default(),
             bytes_read: 0,
         }
     }
 
-    fn broken(&mut self, rejection: Rejection, bytes: Vec<u8>, size: u64) {
-        self.queue.push_back(Piece::Broken(Broken {
-            line: self.line,
-            element: None,
-            rejection,
-            bytes,
-            size,
-        }));
-    }
-
-    /// Reads the next line into `buf`, keeping at most `max_record_bytes` of it. Returns the full
-    /// length of the line, or `None` at the end of input.
-    fn read_line_capped(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+    /// Reads the next line without its newline, keeping at most `max_record_bytes + 1` bytes
+    /// of it. `Some(true)`: the line ended; `Some(false)`: it goes on past what was kept;
+    /// `None`: the input ended.
+    fn read_line_head(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<bool>> {
         buf.clear();
-        let mut total = 0usize;
+        let cap = self.max_record_bytes + 1;
+        let mut read_any = false;
         loop {
             let chunk = self.reader.fill_buf()?;
             if chunk.is_empty() {
-                return Ok((total > 0).then_some(total));
+                return Ok(read_any.then_some(true));
             }
-            let (take, done) = match memchr_newline(chunk) {
-                Some(i) => (i + 1, true),
-                None => (chunk.len(), false),
-            };
-            let room = (self.max_record_bytes + 1).saturating_sub(buf.len());
-            buf.extend_from_slice(&chunk[..take.min(room)]);
-            total += take;
-            self.reader.consume(take);
-            self.bytes_read += take as u64;
-            if done {
-                return Ok(Some(total));
+            read_any = true;
+            let window = &chunk[..chunk.len().min(cap - buf.len())];
+            if let Some(i) = memchr::memchr(b'\n', window) {
+                buf.extend_from_slice(&window[..i]);
+                self.reader.consume(i + 1);
+                self.bytes_read += i as u64 + 1;
+                return Ok(Some(true));
+            }
+            let n = window.len();
+            buf.extend_from_slice(window);
+            self.reader.consume(n);
+            self.bytes_read += n as u64;
+            if buf.len() >= cap {
+                return Ok(Some(false));
             }
         }
     }
 
     fn step(&mut self) {
+        match self.mode {
+            Mode::Start | Mode::Lines => self.next_line(),
+            Mode::LongLine => self.scan_chunk(true),
+            Mode::Stream => self.scan_chunk(false),
+            Mode::Done => {}
+        }
+    }
+
+    fn next_line(&mut self) {
         let mut buf = Vec::new();
         loop {
-            let len = match self.read_line_capped(&mut buf) {
-                Ok(Some(len)) => len,
+            let ended = match self.read_line_head(&mut buf) {
+                Ok(Some(ended)) => ended,
                 Ok(None) => {
                     self.mode = Mode::Done;
                     return;
@@ -168,104 +184,99 @@ impl<R: BufRead> Framer<R> {
                 }
             };
             self.line += 1;
-            let content_len = trim_len(&buf);
-            // A capped line was longer than what we kept; its real length is what was read.
-            let real_len = if len > buf.len() { len } else { content_len };
-            if real_len == 0 {
-                continue; // blank line
-            }
-            if real_len > self.max_record_bytes {
-                let mut prefix = std::mem::take(&mut buf);
-                prefix.truncate(self.max_record_bytes);
-                let reason = format!(
-                    "record is {real_len} bytes, over the {} byte limit",
-                    self.max_record_bytes
-                );
-                self.broken(
-                    Rejection::new(ErrorKind::TooLarge, reason),
-                    prefix,
-                    real_len as u64,
-                );
-                self.mode = Mode::Lines;
+            if !ended {
+                // Longer than any record may be: only an envelope's records can be kept.
+                self.mode = Mode::LongLine;
+                let mut scanner = Scanner::new(self.max_record_bytes, false, self.line);
+                scanner.feed(&buf, &mut self.queue);
+                self.scanner = Some(scanner);
                 return;
             }
-            buf.truncate(content_len);
+            buf.truncate(trim_len(&buf));
+            if buf.is_empty() {
+                continue; // blank line
+            }
             if matches!(self.mode, Mode::Start) {
                 self.mode = Mode::Lines;
                 // A lone line (a Kafka message, a one-record body) is one document either way:
                 // skip parsing it twice just to tell lines from a stream.
-                if self.reader.fill_buf().is_ok_and(|rest| rest.is_empty()) {
-                    let line = self.line;
-                    self.expand_document(buf, line);
-                    return;
-                }
-                let trimmed = trim_start(&buf);
-                let whole = serde_json::from_slice::<serde::de::IgnoredAny>(trimmed);
-                if let Err(e) = whole
+                let lone = self.reader.fill_buf().is_ok_and(|rest| rest.is_empty());
+                if !lone
+                    && let Err(e) =
+                        serde_json::from_slice::<serde::de::IgnoredAny>(trim_start(&buf))
                     && e.is_eof()
                 {
-                    self.stream_documents(buf);
+                    let mut scanner = Scanner::new(self.max_record_bytes, true, self.line);
+                    scanner.feed(&buf, &mut self.queue);
+                    scanner.feed(b"\n", &mut self.queue);
+                    self.scanner = Some(scanner);
+                    self.mode = Mode::Stream;
                     return;
                 }
             }
-            let line = self.line;
-            self.expand_document(buf, line);
+            self.line_document(buf);
             return;
         }
     }
 
-    /// Pretty-printed input: parse whitespace-separated JSON values from here to the end.
-    fn stream_documents(&mut self, first: Vec<u8>) {
-        self.mode = Mode::Done;
-        let start_line = self.line;
-        // Pretty-printed input is read whole; cap it so a huge one cannot exhaust memory.
-        let cap = self.max_record_bytes as u64 * 64;
-        let mut rest = Vec::new();
-        if let Err(e) = (&mut self.reader).take(cap).read_to_end(&mut rest) {
-            self.input_error(e);
+    /// One NDJSON line: a record, or an array or envelope of records.
+    fn line_document(&mut self, doc: Vec<u8>) {
+        let trimmed = trim_start(&doc);
+        if !trimmed.starts_with(b"[") && !names_an_envelope(trimmed) {
+            self.queue.push_back(Piece::Record(RawRecord {
+                line: self.line,
+                element: None,
+                bytes: doc,
+            }));
             return;
         }
-        self.bytes_read += rest.len() as u64;
-        if rest.len() as u64 == cap && !self.reader.fill_buf().is_ok_and(|b| b.is_empty()) {
-            let reason = format!(
-                "pretty-printed JSON input over {cap} bytes; send it as NDJSON (one record per line)"
-            );
-            self.broken(Rejection::new(ErrorKind::TooLarge, reason), first, cap);
+        let mut scanner = Scanner::new(self.max_record_bytes, false, self.line);
+        scanner.feed(&doc, &mut self.queue);
+        scanner.finish(&mut self.queue);
+    }
+
+    /// Feeds the scanner the next buffered chunk: up to the line's end for a long line, or
+    /// any bytes of a stream.
+    fn scan_chunk(&mut self, to_line_end: bool) {
+        let Some(scanner) = self.scanner.as_mut() else {
+            self.mode = Mode::Done;
+            return;
+        };
+        let chunk = match self.reader.fill_buf() {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                scanner.finish(&mut self.queue);
+                self.scanner = None;
+                self.input_error(e);
+                return;
+            }
+        };
+        if chunk.is_empty() {
+            scanner.finish(&mut self.queue);
+            self.scanner = None;
+            self.mode = Mode::Done;
             return;
         }
-        let mut all = first;
-        all.push(b'\n');
-        all.extend_from_slice(&rest);
-        let mut stream = serde_json::Deserializer::from_slice(&all).into_iter::<&RawValue>();
-        loop {
-            // The next document starts at the first non-blank byte after the previous one.
-            let mut offset = stream.byte_offset();
-            while all.get(offset).is_some_and(u8::is_ascii_whitespace) {
-                offset += 1;
+        let line_end = if to_line_end {
+            memchr::memchr(b'\n', chunk)
+        } else {
+            None
+        };
+        let used = match line_end {
+            Some(i) => {
+                scanner.feed(&chunk[..i], &mut self.queue);
+                scanner.finish(&mut self.queue);
+                self.scanner = None;
+                self.mode = Mode::Lines;
+                i + 1
             }
-            match stream.next() {
-                None => break,
-                Some(Ok(doc)) => {
-                    let line = start_line + count_newlines(&all[..offset]);
-                    self.expand_document(doc.get().as_bytes().to_vec(), line);
-                }
-                Some(Err(e)) => {
-                    let line = start_line + count_newlines(&all[..offset]);
-                    let tail = all[offset..].to_vec();
-                    let size = tail.len() as u64;
-                    self.line = line;
-                    self.broken(
-                        Rejection::new(
-                            ErrorKind::InvalidJson,
-                            format!("invalid JSON, the rest of the input cannot be split: {e}"),
-                        ),
-                        tail,
-                        size,
-                    );
-                    break;
-                }
+            None => {
+                scanner.feed(chunk, &mut self.queue);
+                chunk.len()
             }
-        }
+        };
+        self.reader.consume(used);
+        self.bytes_read += used as u64;
     }
 
     fn input_error(&mut self, e: io::Error) {
@@ -278,78 +289,13 @@ impl<R: BufRead> Framer<R> {
         } else {
             ErrorKind::InvalidJson
         };
-        self.broken(
-            Rejection::new(kind, format!("input unreadable from here on: {e}")),
-            Vec::new(),
-            0,
-        );
-    }
-
-    /// Splits one document into its records.
-    fn expand_document(&mut self, doc: Vec<u8>, line: u64) {
-        let trimmed = trim_start(&doc);
-        let elements: Option<Vec<&RawValue>> = if trimmed.starts_with(b"[") {
-            match serde_json::from_slice::<Vec<&RawValue>>(trimmed) {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    let size = doc.len() as u64;
-                    self.line = line;
-                    self.broken(
-                        Rejection::new(ErrorKind::InvalidJson, format!("invalid JSON array: {e}")),
-                        doc,
-                        size,
-                    );
-                    return;
-                }
-            }
-        } else if names_an_envelope(trimmed) {
-            // CloudTrail S3 files (`Records`), Azure diagnostic exports (`records`), HCP audit
-            // trail pages (`data`); a document where the field is not an array is one record.
-            #[derive(Deserialize)]
-            struct Envelope<'a> {
-                #[serde(rename = "Records", alias = "records", alias = "data", borrow)]
-                records: Vec<&'a RawValue>,
-            }
-            serde_json::from_slice::<Envelope<'_>>(trimmed)
-                .ok()
-                .map(|e| e.records)
-        } else {
-            None
-        };
-        match elements {
-            None => self.queue.push_back(Piece::Record(RawRecord {
-                line,
-                element: None,
-                bytes: doc,
-            })),
-            Some(elements) => {
-                for (i, el) in elements.iter().enumerate() {
-                    let bytes = el.get().as_bytes();
-                    if bytes.len() > self.max_record_bytes {
-                        self.queue.push_back(Piece::Broken(Broken {
-                            line,
-                            element: Some(i as u64),
-                            rejection: Rejection::new(
-                                ErrorKind::TooLarge,
-                                format!(
-                                    "record is {} bytes, over the {} byte limit",
-                                    bytes.len(),
-                                    self.max_record_bytes
-                                ),
-                            ),
-                            bytes: bytes[..self.max_record_bytes].to_vec(),
-                            size: bytes.len() as u64,
-                        }));
-                    } else {
-                        self.queue.push_back(Piece::Record(RawRecord {
-                            line,
-                            element: Some(i as u64),
-                            bytes: bytes.to_vec(),
-                        }));
-                    }
-                }
-            }
-        }
+        self.queue.push_back(Piece::Broken(Broken {
+            line: self.line,
+            element: None,
+            rejection: Rejection::new(kind, format!("input unreadable from here on: {e}")),
+            bytes: Vec::new(),
+            size: 0,
+        }));
     }
 }
 
@@ -369,24 +315,17 @@ impl<R: BufRead> Iterator for Framer<R> {
     }
 }
 
-fn memchr_newline(b: &[u8]) -> Option<usize> {
-    memchr::memchr(b'\n', b)
-}
-
-fn count_newlines(b: &[u8]) -> u64 {
-    memchr::memchr_iter(b'\n', b).count() as u64
-}
-
 /// Whether a document may be an envelope of records; the searchers are built once, not per
 /// document.
 fn names_an_envelope(doc: &[u8]) -> bool {
     use memchr::memmem::Finder;
     use std::sync::LazyLock;
-    static FIELDS: LazyLock<[Finder<'static>; 3]> = LazyLock::new(|| {
+    static FIELDS: LazyLock<[Finder<'static>; 4]> = LazyLock::new(|| {
         [
             Finder::new(b"\"Records\""),
             Finder::new(b"\"records\""),
             Finder::new(b"\"data\""),
+            Finder::new(b"\"value\""),
         ]
     });
     FIELDS.iter().any(|f| f.find(doc).is_some())
@@ -472,7 +411,7 @@ mod tests {
     }
 
     #[test]
-    fn oversized_pretty_input_is_refused_not_truncated() {
+    fn a_pretty_printed_record_over_the_limit_is_refused_whole() {
         let mut input = b"{\n".to_vec();
         for i in 0..200 {
             input.extend(format!(" \"k{i}\": {i},\n").bytes());
@@ -484,7 +423,7 @@ mod tests {
             panic!("expected a refusal")
         };
         assert_eq!(b.rejection.kind, ErrorKind::TooLarge);
-        assert!(records(&pieces(&input, 1024)).len() == 1);
+        assert_eq!(records(&pieces(&input, 8192)).len(), 1);
     }
 
     #[test]
@@ -516,5 +455,58 @@ mod tests {
             panic!("expected a broken tail")
         };
         assert_eq!(b.rejection.kind, ErrorKind::Decompression);
+    }
+
+    #[test]
+    fn an_envelope_larger_than_any_record_yields_each_record() {
+        // An Entra diagnostic export of ~2 MB on one line, and the same pretty-printed: the
+        // limit is per record, so all 4,000 sign-ins come out.
+        let record = r#"{"time":"2024-07-09T10:00:00Z","category":"ServicePrincipalSignInLogs","properties":{"appId":"0a1b","federatedCredentialId":"f1c2","padding":"PADDING"}}"#
+            .replace("PADDING", &"p".repeat(400));
+        let body = vec![record.as_str(); 4000].join(",");
+        let one_line = format!(r#"{{"records":[{body}]}}"#);
+        assert!(one_line.len() > 2_000_000);
+        let pretty = format!(
+            "{{\n  \"records\": [\n{}\n  ]\n}}\n",
+            vec![record.as_str(); 4000].join(",\n")
+        );
+        for input in [one_line.as_bytes(), pretty.as_bytes()] {
+            let ps = pieces(input, 1024);
+            assert_eq!(ps.len(), 4000);
+            assert_eq!(records(&ps).len(), 4000);
+            assert_eq!(ps[3999].position().split('#').nth(1), Some("3999"));
+        }
+    }
+
+    #[test]
+    fn one_broken_element_costs_only_itself() {
+        // 200 CloudTrail records, one with a raw control character (invalid JSON): 200 pieces,
+        // 199 of them parse.
+        let good = r#"{"eventVersion":"1.08","eventID":"ID","eventSource":"sts.amazonaws.com"}"#;
+        let mut elements: Vec<String> = (0..200)
+            .map(|i| good.replace("ID", &i.to_string()))
+            .collect();
+        elements[57] = "{\"eventID\":\"57\",\"userAgent\":\"a\u{1}b\"}".into();
+        let input = format!(r#"{{"Records":[{}]}}"#, elements.join(","));
+        let ps = pieces(input.as_bytes(), 1024);
+        let parsed = records(&ps)
+            .iter()
+            .filter(|r| serde_json::from_str::<serde::de::IgnoredAny>(r).is_ok())
+            .count();
+        assert_eq!((ps.len(), parsed), (200, 199));
+    }
+
+    #[test]
+    fn a_huge_lone_record_is_counted_not_kept() {
+        let big = format!(r#"{{"eventSource":"{}"}}"#, "x".repeat(100_000));
+        let input = format!("{big}\n{{\"a\":1}}\n");
+        let ps = pieces(input.as_bytes(), 1024);
+        let Piece::Broken(b) = &ps[0] else { panic!() };
+        assert_eq!(
+            (b.rejection.kind, b.size),
+            (ErrorKind::TooLarge, big.len() as u64)
+        );
+        assert_eq!(records(&ps), vec![r#"{"a":1}"#]);
+        assert_eq!(ps[1].position(), "2");
     }
 }
