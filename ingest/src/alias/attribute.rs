@@ -3,13 +3,19 @@
 //! inventory as it was at the event's time. Never a guess: an exchange that fits no
 //! configuration, or more than one, keeps an empty alias and says why in `alias_match`.
 //!
-//! Issuance rows carry their tag from the token's capture and are only marked `issuance`.
+//! Issuance rows carry their tag from the token's capture and are only marked `issuance`; a
+//! record whose emitter named no provider or no alias gets them from its audience, when exactly
+//! one configuration of its workspace expects that audience.
 //! Trust and configuration changes are not attributed.
 
 use super::inventory::InventoryRow;
 use crate::model::{EventKind, EventRow};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
+
+/// Set by a format on an issuance row whose record named no alias, for [`Attributor`] to
+/// decide from the audience; never stored.
+pub const ALIAS_UNSTATED: &str = "unstated";
 
 /// How an alias was decided, or why there is none. Stored as `alias_match`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,7 +143,16 @@ impl Attributor {
     pub fn attribute(&self, row: &mut EventRow) {
         let kind = row.event_kind.as_str();
         if kind == EventKind::Issuance.as_str() {
-            row.alias_match = Match::Issuance.as_str().into();
+            let unstated = row.provider == "unknown" || row.alias_match == ALIAS_UNSTATED;
+            let found = unstated.then(|| self.by_audience(row)).flatten();
+            match found {
+                Some(c) => {
+                    row.provider = c.provider.as_str().into();
+                    row.alias_tag = c.alias_tag.as_str().into();
+                    row.alias_match = Match::Audience.as_str().into();
+                }
+                None => row.alias_match = Match::Issuance.as_str().into(),
+            }
             return;
         }
         let attributable = [
@@ -153,6 +168,32 @@ impl Attributor {
         let (tag, how) = self.decide(row);
         row.alias_tag = tag.into();
         row.alias_match = how.as_str().into();
+    }
+
+    /// The one configuration of an issued token's workspace that expects its audience (of its
+    /// provider, when the emitter named one).
+    fn by_audience(&self, row: &EventRow) -> Option<&InventoryRow> {
+        if row.audience.is_empty() || row.workspace_name.is_empty() {
+            return None;
+        }
+        let configs = self
+            .workspaces
+            .get(row.org_name.as_str())?
+            .get(row.workspace_name.as_str())?
+            .at(row.event_time)?;
+        // A GCP token's default audience is its workload provider's name.
+        let mut fits = configs
+            .iter()
+            .filter(|c| {
+                (row.provider == "unknown" || c.row.provider == row.provider.as_str())
+                    && (c.row.audience == row.audience.as_str()
+                        || c.sts_audience == row.audience.as_str())
+            })
+            .map(|c| &c.row);
+        match (fits.next(), fits.next()) {
+            (Some(one), None) => Some(one),
+            _ => None,
+        }
     }
 
     fn decide(&self, row: &EventRow) -> (String, Match) {

@@ -7,8 +7,14 @@
 //!   `properties`; its `{"records": [...]}` container is split by `framing`.
 //!
 //! Entra never logs the token, and logs its `sub` only inside the text of some failures
-//! (`Assertion Subject: '…'`), which is where the subject is recovered from. Sign-ins with a
-//! secret or certificate are not federated exchanges and are ignored.
+//! (`Assertion Subject: '…'`), which is where the subject is recovered from.
+//!
+//! Only service-principal sign-ins with a federated identity credential are exchanges. Every
+//! other record an Entra export carries is ignored with its reason, never stored or
+//! dead-lettered: user sign-ins (interactive and not), managed-identity sign-ins, audit log
+//! records (known by their category or Log Analytics table), and service-principal sign-ins with
+//! a client secret or certificate, including failures that name no credential at all but whose
+//! error is not about a federated assertion (`AADSTS7000222`, an expired client secret).
 
 use super::{JsonStr, Normalized, Rejection, parse_json, parse_time};
 use crate::fingerprint::{redact_jwts, redact_jwts_str};
@@ -207,7 +213,17 @@ impl<'r> SignIn<'r> {
     fn is_federated(&self) -> bool {
         match self.credential_type {
             "federatedIdentityCredential" => true,
-            "" => !self.secret_or_certificate,
+            "" if self.secret_or_certificate => false,
+            "" if !self.federated_credential_id.is_empty() => true,
+            // Named nothing: a success is taken for what the table holds, a failure only when
+            // its error is about a federated assertion.
+            "" => {
+                let code = self.result.trim_start_matches("AADSTS");
+                matches!(code, "" | "0" | "Success")
+                    || FEDERATED_ERRORS.contains(&code)
+                    || self.description.contains("federated identity")
+                    || self.description.contains("Assertion Subject")
+            }
             _ => false,
         }
     }
@@ -215,8 +231,53 @@ impl<'r> SignIn<'r> {
 
 const IGNORED: &str = "entra sign-in did not use a federated identity credential";
 
+#[cfg(test)]
+#[path = "entra/tests.rs"]
+mod classes;
+
+/// Which log a record belongs to: a diagnostic record's `category`, or a Log Analytics row's
+/// table (`Type`) or `Category` column.
+#[derive(Debug, Deserialize)]
+struct Kind<'a> {
+    #[serde(borrow, default, alias = "Category")]
+    category: Option<JsonStr<'a>>,
+    #[serde(rename = "Type", borrow, default)]
+    table: Option<JsonStr<'a>>,
+}
+
+/// Why a record of another Entra log is not an exchange; `None` for service-principal sign-ins.
+fn other_log(bytes: &[u8]) -> Option<&'static str> {
+    let kind: Kind<'_> = serde_json::from_slice(bytes).ok()?;
+    [kind.table.as_deref(), kind.category.as_deref()]
+        .into_iter()
+        .flatten()
+        .find_map(|name| match name {
+            "ServicePrincipalSignInLogs" | "AADServicePrincipalSignInLogs" => None,
+            "SignInLogs"
+            | "SigninLogs"
+            | "NonInteractiveUserSignInLogs"
+            | "AADNonInteractiveUserSignInLogs" => {
+                Some("entra user sign-in, not a workload exchange")
+            }
+            "ManagedIdentitySignInLogs" | "AADManagedIdentitySignInLogs" => {
+                Some("entra managed-identity sign-in, not a federated exchange")
+            }
+            "AuditLogs" => Some("entra audit log record, not a sign-in"),
+            "" => None,
+            _ => Some("entra record of another log, not a service-principal sign-in"),
+        })
+}
+
+/// Error codes only a federated assertion's sign-in fails with (domain.md §2.3).
+const FEDERATED_ERRORS: [&str; 7] = [
+    "70021", "70025", "700211", "700212", "700213", "7002138", "700024",
+];
+
 /// Normalizes one sign-in record.
 pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized, Rejection> {
+    if let Some(why) = other_log(bytes) {
+        return Ok(Normalized::Ignored(why));
+    }
     let diagnostic;
     let row;
     let is_diagnostic = memchr::memmem::find(bytes, b"\"properties\"").is_some();

@@ -197,24 +197,27 @@ pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
 }
 
 /// Picks the format of a record whose source was not named, by a field only that format has.
-/// Issuance comes last: its `"token"` and `"claims"` are the most generic names.
+/// Issuance comes last: its `"token"` and `"claims"` are the most generic names, and a record
+/// that is a token's decoded claims is known by `sub` and `iat` together.
 pub fn detect_source(record: &[u8]) -> Option<Source> {
     let has = |needle: &[u8]| memchr::memmem::find(record, needle).is_some();
-    if has(b"\"eventSource\"") {
+    if has(b"\"eventSource\"") || cloudtrail::is_digest(record) {
         Some(Source::AwsCloudtrail)
     } else if has(b"\"protoPayload\"") {
         Some(Source::GcpAudit)
     } else if has(b"\"ServicePrincipalId\"")
         || has(b"\"FederatedCredentialId\"")
         || (has(b"\"AppId\"") && has(b"\"ResultType\""))
-        || (has(b"\"properties\"") && has(b"\"appId\""))
+        || (has(b"\"properties\"") && (has(b"\"appId\"") || has(b"\"category\"")))
+        || (has(b"\"Type\"")
+            && (has(b"SignInLogs\"") || has(b"SigninLogs\"") || has(b"\"AuditLogs\"")))
     {
         Some(Source::EntraSignin)
     } else if has(b"\"request\"") && has(b"\"time\"") && has(b"\"type\"") {
         Some(Source::VaultAudit)
     } else if has(b"\"resource\"") && has(b"\"accessor_id\"") {
         Some(Source::HcpAuditTrail)
-    } else if has(b"\"claims\"") || has(b"\"token\"") {
+    } else if has(b"\"claims\"") || has(b"\"token\"") || (has(b"\"sub\"") && has(b"\"iat\"")) {
         Some(Source::HcpIssuance)
     } else {
         None

@@ -169,3 +169,29 @@ fn issuance_keeps_its_tag_and_changes_are_left_alone() {
     r.event_kind = EventKind::TrustChange.as_str().into();
     assert_eq!(decide(&a, &mut r), ("".into(), "".into()));
 }
+
+fn issued(provider: &str, audience: &str, stated_alias: Option<&str>) -> EventRow {
+    let mut row = exchange(provider, PLAN, "", audience);
+    row.event_kind = EventKind::Issuance.as_str().into();
+    row.alias_tag = stated_alias.unwrap_or("").into();
+    if stated_alias.is_none() {
+        row.alias_match = ALIAS_UNSTATED.into();
+    }
+    row
+}
+
+#[test]
+fn an_issuance_that_names_no_provider_or_alias_gets_them_from_its_audience() {
+    let a = attributor("2024-07-01T00:00:00Z");
+    let mut row = issued("unknown", "custom-gcp-aud", None);
+    assert_eq!(decide(&a, &mut row), ("".into(), "audience".into()));
+    assert_eq!(row.provider, "gcp");
+    let mut row = issued("aws", "aws.workload.identity", None);
+    assert_eq!(decide(&a, &mut row), ("".into(), "audience".into()));
+    // Two aliases expect one audience: nothing is guessed.
+    let mut row = issued("aws", "aws.prod", None);
+    assert_eq!(decide(&a, &mut row), ("".into(), "issuance".into()));
+    // A stated alias is never overruled.
+    let mut row = issued("aws", "aws.workload.identity", Some("PROD"));
+    assert_eq!(decide(&a, &mut row), ("PROD".into(), "issuance".into()));
+}

@@ -115,8 +115,32 @@ fn is_exchange(source: &str, name: &str) -> bool {
 }
 const SESSION_PREFIX: &str = "terraform-run-";
 
+/// The ARN partition of an account's resources: the one a known ARN names, else the region's
+/// (`aws-us-gov` for GovCloud, `aws-cn` for China, `aws` elsewhere).
+pub fn partition<'a>(known_arn: &'a str, region: &str) -> &'a str {
+    match arn_field(known_arn, 1) {
+        Some(p) if !p.is_empty() => p,
+        _ if region.starts_with("us-gov-") => "aws-us-gov",
+        _ if region.starts_with("cn-") => "aws-cn",
+        _ => "aws",
+    }
+}
+
+/// CloudTrail digest files sit in the same bucket tree as the logs (`CloudTrail-Digest/`): they
+/// sign the log files and hold no events.
+const DIGEST: &str = "cloudtrail digest file (integrity validation), not an event";
+
+/// Whether a record is a digest file rather than an event.
+pub fn is_digest(bytes: &[u8]) -> bool {
+    memchr::memmem::find(bytes, b"\"digestSignatureAlgorithm\"").is_some()
+        && memchr::memmem::find(bytes, b"\"eventSource\"").is_none()
+}
+
 /// Normalizes one CloudTrail record.
 pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized, Rejection> {
+    if is_digest(bytes) {
+        return Ok(Normalized::Ignored(DIGEST));
+    }
     let record: Record<'_> = match serde_json::from_slice(bytes) {
         Ok(r) => r,
         // Another API call's parameters may not fit our types: that is not an error.
@@ -405,5 +429,38 @@ mod tests {
             Some("task/a:b:c")
         );
         assert_eq!(arn_field("arn:aws:iam", 4), None);
+    }
+
+    #[test]
+    fn digest_files_are_ignored_whatever_their_path() {
+        // The documented digest file shape (CloudTrail log file integrity validation).
+        let digest = br#"{"awsAccountId":"111122223333","digestStartTime":"2024-07-09T14:42:27Z","digestEndTime":"2024-07-09T15:42:27Z","digestS3Bucket":"trail-bucket","digestS3Object":"AWSLogs/111122223333/CloudTrail-Digest/us-east-1/2024/07/09/111122223333_CloudTrail-Digest_us-east-1_trail_us-east-1_20240709T154227Z.json.gz","digestPublicKeyFingerprint":"31e8b5433410dfb61a9dc45cc65b22ff","digestSignatureAlgorithm":"SHA256withRSA","newestEventTime":"2024-07-09T15:41:08Z","oldestEventTime":"2024-07-09T14:41:50Z","previousDigestS3Bucket":"trail-bucket","previousDigestS3Object":"x.json.gz","previousDigestHashValue":"97fb791cf91ffc440d274f8190dbdd9aa09c34432aba82739df18b6d3c13df2d","previousDigestHashAlgorithm":"SHA-256","previousDigestSignature":"50887ccffad4c002b97caa37cc9dc626e3c680207d41d27fa5835458e066e0d3","logFiles":[{"s3Bucket":"trail-bucket","s3Object":"AWSLogs/111122223333/CloudTrail/us-east-1/2024/07/09/a.json.gz","hashValue":"9bb6196fc6b84d6f075a56548feca262bd99ba3c2de41b618e5b6e22c1fc71f6","hashAlgorithm":"SHA-256","newestEventTime":"2024-07-09T15:41:08Z","oldestEventTime":"2024-07-09T14:41:50Z"}]}"#;
+        assert_eq!(
+            crate::formats::detect_source(digest),
+            Some(Source::AwsCloudtrail)
+        );
+        assert!(matches!(
+            normalize(digest, Utc::now()),
+            Ok(Normalized::Ignored(DIGEST))
+        ));
+    }
+
+    #[test]
+    fn partitions_come_from_the_caller_or_the_region() {
+        assert_eq!(
+            partition("arn:aws-cn:sts::1:assumed-role/a/b", "us-east-1"),
+            "aws-cn"
+        );
+        assert_eq!(partition("", "us-gov-west-1"), "aws-us-gov");
+        assert_eq!(partition("", "cn-north-1"), "aws-cn");
+        assert_eq!(partition("", "eu-west-1"), "aws");
+        let record = br#"{"eventVersion":"1.09","eventSource":"iam.amazonaws.com","awsRegion":"us-gov-west-1","recipientAccountId":"111122223333","eventTime":"2024-07-09T14:05:00Z","eventName":"UpdateAssumeRolePolicy","eventID":"gov-1","userIdentity":{"type":"AssumedRole","arn":"arn:aws-us-gov:sts::111122223333:assumed-role/admin/alice"},"requestParameters":{"roleName":"tfc-apply","policyDocument":"{}"},"responseElements":null}"#;
+        let Ok(Normalized::Event(row)) = normalize(record, Utc::now()) else {
+            panic!("a trust change")
+        };
+        assert_eq!(
+            row.target_principal,
+            "arn:aws-us-gov:iam::111122223333:role/tfc-apply"
+        );
     }
 }

@@ -112,10 +112,15 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<EventRow, R
     row.target_account = account.into();
     let request = record.request.unwrap_or_default();
     let response = record.response.unwrap_or_default();
+    let caller = record.user_identity.unwrap_or_default();
     if let Some(role) = request.role_name.as_deref() {
         // CloudTrail names the role, not its path; the plain ARN is what trust policies and
-        // exchanges name too for roles at `/`.
-        row.target_principal = format!("arn:aws:iam::{account}:role/{role}").into();
+        // exchanges name too for roles at `/`. GovCloud and China have their own partitions.
+        let partition = super::partition(
+            caller.arn.as_deref().unwrap_or(""),
+            record.aws_region.as_deref().unwrap_or(""),
+        );
+        row.target_principal = format!("arn:{partition}:iam::{account}:role/{role}").into();
     } else {
         let provider = request
             .provider_arn
@@ -142,7 +147,6 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<EventRow, R
             .into(),
         _ => Default::default(),
     };
-    let caller = record.user_identity.unwrap_or_default();
     row.actor = caller.arn.as_deref().unwrap_or("").into();
     // The caller's key: if it is a session credtrail saw issued, a run changed its own trust.
     row.session_id = caller.access_key_id.as_deref().unwrap_or("").into();
