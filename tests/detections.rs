@@ -112,6 +112,102 @@ fn every_rule_finds_its_positives_and_nothing_in_its_negatives() {
     }
 }
 
+/// Every stored finding of a rule: (id, workspace, alias), sorted.
+fn stored_findings(ch: &ClickHouse, rule: &str) -> Vec<(String, String, String)> {
+    let out = ch.credtrail_ok(&[
+        "findings",
+        "--since",
+        "2000-01-01T00:00:00Z",
+        "--rule",
+        rule,
+        "--format",
+        "json",
+    ]);
+    let found: Vec<Value> = serde_json::from_str(&out).unwrap();
+    let mut got: Vec<(String, String, String)> = found
+        .iter()
+        .map(|f| {
+            let field = |k: &str| f[k].as_str().unwrap().to_owned();
+            (field("finding_id"), field("workspace"), field("alias"))
+        })
+        .collect();
+    got.sort();
+    got
+}
+
+/// Findings do not depend on how time is cut: for every rule's positive cases, one `detect` over
+/// a month and more, and passes cut at odd points (thirty days back, the day's start, through the
+/// bursts of the morning, the day's end) store the same findings, with the same ids. A rule with
+/// a baseline judges each event against its own trailing baseline, and a count over a sliding
+/// window counts a burst whole wherever a cut falls.
+#[test]
+fn findings_do_not_depend_on_how_time_is_cut() {
+    let ch = ClickHouse::start();
+    let only = std::env::var("CREDTRAIL_RULES").unwrap_or_default();
+    let only: Vec<&str> = only.split(',').filter(|s| !s.is_empty()).collect();
+    let mut checked = 0;
+    for rule in &detect::rules().unwrap() {
+        if !only.is_empty() && !only.contains(&rule.id.as_str()) {
+            continue;
+        }
+        let dir = repo_root().join("query/rules").join(&rule.id);
+        for case in rule.tests.iter().filter(|c| !c.expect.is_empty()) {
+            ch.reset();
+            ch.load_rule_case(&dir, case);
+            let [w0, w1] = case.window;
+            let day = chrono::Duration::days(1);
+            let at = |d: chrono::Duration| w0 + d;
+            let span = [w0 - day * 31, w1 + day];
+            let cuts = [
+                w0 - day * 31,
+                w0 - day * 30,
+                w0,
+                at(chrono::Duration::seconds(10 * 3600 + 7 * 60 + 13)),
+                at(chrono::Duration::seconds(10 * 3600 + 14 * 60)),
+                w1,
+                w1 + day,
+            ];
+            let passes = |bounds: &[chrono::DateTime<chrono::Utc>]| {
+                ch.query("TRUNCATE TABLE findings");
+                for w in bounds.windows(2) {
+                    let (since, until) = (w[0].to_rfc3339(), w[1].to_rfc3339());
+                    ch.credtrail_ok(&[
+                        "detect",
+                        "--since",
+                        &since,
+                        "--until",
+                        &until,
+                        "--rule",
+                        &rule.id,
+                        "--no-settle",
+                    ]);
+                }
+                stored_findings(&ch, &rule.id)
+            };
+            let whole = passes(&span);
+            let cut = passes(&cuts);
+            assert_eq!(
+                whole, cut,
+                "{} / {}: one pass vs cut passes",
+                rule.id, case.name
+            );
+            for want in support::expected_findings(case) {
+                assert!(
+                    whole
+                        .iter()
+                        .any(|(_, ws, alias)| (ws, alias) == (&want.0, &want.1)),
+                    "{} / {}: {want:?} not found over the whole span: {whole:?}",
+                    rule.id,
+                    case.name
+                );
+            }
+            checked += 1;
+        }
+    }
+    println!("{checked} positive case(s) give the same findings however time is cut");
+    assert!(checked > 0);
+}
+
 #[test]
 fn suppressions_mark_findings_until_they_expire() {
     let ch = ClickHouse::start();
