@@ -28,6 +28,10 @@ pub enum Match {
     Principal,
     /// The audience fits exactly one configuration; the log names no principal.
     Audience,
+    /// The audience fits exactly one configuration, but the principal is not that
+    /// configuration's: the mismatch the rules look for (a role of another account, a plan
+    /// token on the apply role).
+    AudienceOnly,
     /// Several configurations fit equally (same principal and audience).
     Ambiguous,
     /// The workspace is known, but no configuration has this principal or audience.
@@ -47,6 +51,7 @@ impl Match {
             Match::Matched => "matched",
             Match::Principal => "principal",
             Match::Audience => "audience",
+            Match::AudienceOnly => "audience_only",
             Match::Ambiguous => "ambiguous",
             Match::NoMatch => "no_match",
             Match::UnknownWorkspace => "unknown_workspace",
@@ -165,9 +170,33 @@ impl Attributor {
         if !attributable {
             return;
         }
-        let (tag, how) = self.decide(row);
+        let (tag, how, config) = self.decide(row);
         row.alias_tag = tag.into();
         row.alias_match = how.as_str().into();
+        // A log that names no workspace (an Entra sign-in names only the client id) takes the
+        // workspace, and the phase its principal serves, from the one configuration it fits.
+        if let Some(c) = config.filter(|_| row.workspace_name.is_empty()) {
+            let (org, ws, id) = (
+                c.org_name.clone(),
+                c.workspace_name.clone(),
+                c.workspace_id.clone(),
+            );
+            let phase = if c.plan_principal == c.apply_principal {
+                ""
+            } else if row.target_principal.as_str() == c.plan_principal {
+                "plan"
+            } else if row.target_principal.as_str() == c.apply_principal {
+                "apply"
+            } else {
+                ""
+            };
+            row.org_name = org.into();
+            row.workspace_name = ws.into();
+            row.workspace_id = id.into();
+            if row.run_phase.is_empty() {
+                row.run_phase = phase.into();
+            }
+        }
     }
 
     /// The one configuration of an issued token's workspace that expects its audience (of its
@@ -196,17 +225,17 @@ impl Attributor {
         }
     }
 
-    fn decide(&self, row: &EventRow) -> (String, Match) {
+    fn decide(&self, row: &EventRow) -> (String, Match, Option<&InventoryRow>) {
         let t = row.event_time;
         if self.earliest.is_none_or(|e| e > t) {
-            return (String::new(), Match::NoInventory);
+            return (String::new(), Match::NoInventory, None);
         }
         let workspace: Option<(&str, &str)> = if !row.workspace_name.is_empty() {
             Some((&row.org_name, &row.workspace_name))
         } else if !row.workspace_id.is_empty() {
             match self.ids.get(row.workspace_id.as_str()) {
                 Some((org, ws)) => Some((org, ws)),
-                None => return (String::new(), Match::UnknownWorkspace),
+                None => return (String::new(), Match::UnknownWorkspace, None),
             }
         } else {
             None
@@ -221,14 +250,14 @@ impl Attributor {
         };
         let audience = row.audience.as_str();
         if workspace.is_none() && principal.is_empty() && audience.is_empty() {
-            return (String::new(), Match::NoEvidence);
+            return (String::new(), Match::NoEvidence, None);
         }
         let configurations: Vec<&Config> = match workspace {
             Some((org, ws)) => {
                 let history = self.workspaces.get(org).and_then(|w| w.get(ws));
                 match history.and_then(|h| h.at(t)) {
                     Some(configs) => configs.iter().collect(),
-                    None => return (String::new(), Match::UnknownWorkspace),
+                    None => return (String::new(), Match::UnknownWorkspace, None),
                 }
             }
             None => self
@@ -239,6 +268,17 @@ impl Attributor {
                 .flatten()
                 .collect(),
         };
+        Self::choose(row, principal, audience, sts, &configurations)
+    }
+
+    /// The configuration an exchange fits, with how; `None` when none or several fit.
+    fn choose<'c>(
+        row: &EventRow,
+        principal: &str,
+        audience: &str,
+        sts: bool,
+        configurations: &[&'c Config],
+    ) -> (String, Match, Option<&'c InventoryRow>) {
         let phase = row.run_phase.as_str();
         let fits_principal = |c: &InventoryRow| match phase {
             "plan" => c.plan_principal == principal,
@@ -247,8 +287,9 @@ impl Attributor {
         };
         let mut both = Vec::new();
         let mut one = Vec::new();
+        let mut by_audience = Vec::new();
         for config in configurations
-            .into_iter()
+            .iter()
             .filter(|c| c.row.provider == row.provider.as_str())
         {
             let c = &config.row;
@@ -266,6 +307,9 @@ impl Attributor {
             } else if (p || a) && !refuted {
                 one.push(c);
             }
+            if a {
+                by_audience.push(c);
+            }
         }
         let how = if principal.is_empty() {
             Match::Audience
@@ -275,10 +319,11 @@ impl Attributor {
             Match::Matched
         };
         let winners = if both.is_empty() { one } else { both };
-        match winners.as_slice() {
-            [] => (String::new(), Match::NoMatch),
-            [c] => (c.alias_tag.clone(), how),
-            _ => (String::new(), Match::Ambiguous),
+        match (winners.as_slice(), by_audience.as_slice()) {
+            ([c], _) => (c.alias_tag.clone(), how, Some(c)),
+            ([], [c]) => (c.alias_tag.clone(), Match::AudienceOnly, Some(c)),
+            ([], _) => (String::new(), Match::NoMatch, None),
+            _ => (String::new(), Match::Ambiguous, None),
         }
     }
 }

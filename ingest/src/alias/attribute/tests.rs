@@ -23,6 +23,15 @@ TFC_GCP_PROVIDER_AUTH = "true"
 TFC_GCP_RUN_SERVICE_ACCOUNT_EMAIL = "sa@p.iam.gserviceaccount.com"
 TFC_GCP_WORKLOAD_PROVIDER_NAME = "projects/9/locations/global/workloadIdentityPools/p/providers/x"
 TFC_GCP_WORKLOAD_IDENTITY_AUDIENCE = "custom-gcp-aud"
+
+[[workspace]]
+organization = "acme"
+name = "identity"
+id = "ws-idy"
+[workspace.variables]
+TFC_AZURE_PROVIDER_AUTH = "true"
+TFC_AZURE_PLAN_CLIENT_ID = "c-plan"
+TFC_AZURE_APPLY_CLIENT_ID = "c-apply"
 "#;
 
 fn attributor(valid_from: &str) -> Attributor {
@@ -73,15 +82,19 @@ fn default_and_alias_by_principal_and_audience() {
 }
 
 #[test]
-fn the_wrong_phase_principal_is_no_match() {
+fn the_wrong_phase_principal_is_attributed_by_its_audience() {
     let a = attributor("2024-01-01T00:00:00Z");
-    // A plan token assuming the apply role fits no configuration for its phase.
+    // A plan token assuming the apply role fits no configuration for its phase, but its
+    // audience says which configuration it was minted for: that is what the rules judge.
     let mut r = exchange(
         "aws",
         PLAN,
         "arn:aws:iam::111:role/apply",
         "aws.workload.identity",
     );
+    assert_eq!(decide(&a, &mut r), ("".into(), "audience_only".into()));
+    // Without an audience, nothing fits.
+    let mut r = exchange("aws", PLAN, "arn:aws:iam::111:role/apply", "");
     assert_eq!(decide(&a, &mut r), ("".into(), "no_match".into()));
 }
 
@@ -194,4 +207,41 @@ fn an_issuance_that_names_no_provider_or_alias_gets_them_from_its_audience() {
     // A stated alias is never overruled.
     let mut row = issued("aws", "aws.workload.identity", Some("PROD"));
     assert_eq!(decide(&a, &mut row), ("PROD".into(), "issuance".into()));
+}
+
+#[test]
+fn a_sign_in_naming_only_its_client_id_gets_the_workspace_and_phase() {
+    let a = attributor("2024-07-01T00:00:00Z");
+    let mut row = exchange("azure", "", "c-apply", "");
+    assert_eq!(decide(&a, &mut row), ("".into(), "principal".into()));
+    assert_eq!(
+        (
+            row.org_name.as_str(),
+            row.workspace_name.as_str(),
+            row.run_phase.as_str()
+        ),
+        ("acme", "identity", "apply")
+    );
+    assert_eq!(row.workspace_id, "ws-idy");
+    // An unknown client id names nothing.
+    let mut row = exchange("azure", "", "c-other", "");
+    assert_eq!(decide(&a, &mut row), ("".into(), "no_match".into()));
+    assert_eq!(row.workspace_name, "");
+}
+
+#[test]
+fn an_audience_that_names_one_alias_attributes_a_foreign_principal_to_it() {
+    let a = attributor("2024-07-01T00:00:00Z");
+    // The GCP configuration's own audience, with a service account it does not use.
+    let mut row = exchange(
+        "gcp",
+        PLAN,
+        "intruder@p.iam.gserviceaccount.com",
+        "custom-gcp-aud",
+    );
+    row.event_name = "GenerateAccessToken".into();
+    assert_eq!(decide(&a, &mut row), ("".into(), "audience_only".into()));
+    // An audience two aliases share decides nothing.
+    let mut row = exchange("aws", PLAN, "arn:aws:iam::999:role/x", "aws.prod");
+    assert_eq!(decide(&a, &mut row), ("".into(), "no_match".into()));
 }
