@@ -8,7 +8,7 @@
 
 use super::{arn_field, issuer_from_provider_arn};
 use crate::formats::{JsonStr, Rejection, parse_json, parse_time};
-use crate::model::{EventKind, EventRow, Source, ip_from_text, outcome};
+use crate::model::{EventKind, EventRow, Source, Text, ip_from_text, outcome};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -75,6 +75,39 @@ struct Request<'a> {
     client_id: Option<JsonStr<'a>>,
     #[serde(rename = "clientIDList", borrow, default)]
     client_id_list: Option<Vec<JsonStr<'a>>>,
+    /// `UpdateAssumeRolePolicy`'s new trust policy, a JSON document in a string.
+    #[serde(rename = "policyDocument", borrow, default)]
+    policy_document: Option<JsonStr<'a>>,
+}
+
+/// The issuer of the first OIDC provider a trust policy document lets in (`Principal.Federated`),
+/// or empty when it trusts none (a role for a service, an account, SAML). CloudTrail writes the
+/// document as JSON text, URL-encoded by some clients.
+fn federated_issuer(document: &str) -> Text {
+    let decoded;
+    let text = if document.trim_start().starts_with('{') {
+        document
+    } else {
+        decoded = percent_encoding::percent_decode_str(document).decode_utf8_lossy();
+        &decoded
+    };
+    let Ok(policy) = serde_json::from_str::<serde_json::Value>(text) else {
+        return Text::default();
+    };
+    let statements = match &policy["Statement"] {
+        serde_json::Value::Array(list) => list.iter().collect(),
+        one => vec![one],
+    };
+    statements
+        .into_iter()
+        .flat_map(|st| match &st["Principal"]["Federated"] {
+            serde_json::Value::String(one) => vec![one.as_str()],
+            serde_json::Value::Array(many) => many.iter().filter_map(|v| v.as_str()).collect(),
+            _ => Vec::new(),
+        })
+        .map(issuer_from_provider_arn)
+        .find(|issuer| !issuer.is_empty())
+        .unwrap_or_default()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -121,6 +154,13 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<EventRow, R
             record.aws_region.as_deref().unwrap_or(""),
         );
         row.target_principal = format!("arn:{partition}:iam::{account}:role/{role}").into();
+        // Whom the new policy trusts: the rule judges only roles federated with HCP Terraform
+        // (or that the inventory uses).
+        row.issuer = request
+            .policy_document
+            .as_deref()
+            .map(federated_issuer)
+            .unwrap_or_default();
     } else {
         let provider = request
             .provider_arn
@@ -155,4 +195,25 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<EventRow, R
     row.user_agent = record.user_agent.as_deref().unwrap_or("").into();
     row.raw = crate::fingerprint::redact_jwts(bytes).into_owned();
     Ok(row)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trust_policy_names_the_issuer_it_federates() {
+        let hcp = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Federated":"arn:aws:iam::111122223333:oidc-provider/app.terraform.io"},"Action":"sts:AssumeRoleWithWebIdentity","Condition":{"StringEquals":{"app.terraform.io:aud":"aws.workload.identity"}}}]}"#;
+        assert_eq!(federated_issuer(hcp), "https://app.terraform.io");
+        let encoded: String =
+            percent_encoding::utf8_percent_encode(hcp, percent_encoding::NON_ALPHANUMERIC)
+                .collect();
+        assert_eq!(federated_issuer(&encoded), "https://app.terraform.io");
+        // A role for a service, and one statement alone (not in a list).
+        let lambda = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}}"#;
+        assert_eq!(federated_issuer(lambda), "");
+        let many = r#"{"Statement":[{"Principal":{"Federated":["cognito-identity.amazonaws.com","arn:aws:iam::1:oidc-provider/tfe.example.com"]}}]}"#;
+        assert_eq!(federated_issuer(many), "https://tfe.example.com");
+        assert_eq!(federated_issuer("not json"), "");
+    }
 }
