@@ -239,11 +239,10 @@ fn every_query_answers_what_the_generator_meant() {
     ) {
         let report = s.json(&["workspace", ws]);
         let mut want: Days = BTreeMap::new();
-        // Entra sign-ins and failed Vault logins do not name the workspace.
-        let named = |f: &&Fact| {
-            f.kind == "issuance"
-                || !(f.provider == "azure" || (f.provider == "vault" && f.outcome == "failure"))
-        };
+        // Failed Vault logins do not name the workspace; Entra sign-ins take theirs from the
+        // client id in the inventory.
+        let named =
+            |f: &&Fact| f.kind == "issuance" || !(f.provider == "vault" && f.outcome == "failure");
         for f in s.facts.iter().filter(|f| f.workspace == ws).filter(named) {
             let day = format!("{}T00:00:00Z", &f.time[..10]);
             let c = want

@@ -430,7 +430,8 @@ pub fn plant(g: &mut Gen, planned: &Planned) -> Vec<Case> {
                 case.evidence = g.out.end_case();
             }
             Plant::TrustRootChange => {
-                case.workspace = String::new();
+                // The role is the workspace's default apply role: the change is the workspace's.
+                case.alias = aws.alias.clone();
                 case.description = format!(
                     "the trust policy of {} widened to the whole organization",
                     aws.apply

@@ -6,7 +6,10 @@
 //! Issuance rows carry their tag from the token's capture and are only marked `issuance`; a
 //! record whose emitter named no provider or no alias gets them from its audience, when exactly
 //! one configuration of its workspace expects that audience.
-//! Trust and configuration changes are not attributed.
+//! A configuration change (an audit trail record) that names only a variable's id gets the
+//! variable's key, and its workspace when exactly one has it, from the inventory; one that names
+//! only a workspace id gets its name. Trust changes are not attributed here: their rule fans them
+//! out to every configuration that uses the changed principal.
 
 use super::inventory::InventoryRow;
 use crate::model::{EventKind, EventRow};
@@ -81,6 +84,9 @@ impl Config {
     }
 }
 
+/// (organization, workspace name, workspace id)
+type WorkspaceName = (String, String, String);
+
 /// One workspace's snapshots, oldest first.
 #[derive(Debug, Default)]
 struct History {
@@ -102,6 +108,8 @@ pub struct Attributor {
     workspaces: HashMap<String, HashMap<String, History>>,
     /// workspace id -> (org, workspace name)
     ids: HashMap<String, (String, String)>,
+    /// variable id -> (key, the workspaces it is in effect for)
+    variables: HashMap<String, (String, Vec<WorkspaceName>)>,
     earliest: Option<DateTime<Utc>>,
 }
 
@@ -124,6 +132,25 @@ impl Attributor {
             if !row.workspace_id.is_empty() {
                 let key = (row.org_name.clone(), row.workspace_name.clone());
                 me.ids.insert(row.workspace_id.clone(), key);
+            }
+            let from: HashMap<String, String> =
+                serde_json::from_str(&row.derived_from).unwrap_or_default();
+            for (id, key) in from {
+                let Some(id) = id.strip_prefix("id:") else {
+                    continue;
+                };
+                let entry = me
+                    .variables
+                    .entry(id.to_owned())
+                    .or_insert((key, Vec::new()));
+                let ws = (
+                    row.org_name.clone(),
+                    row.workspace_name.clone(),
+                    row.workspace_id.clone(),
+                );
+                if !entry.1.contains(&ws) {
+                    entry.1.push(ws);
+                }
             }
             let history = me
                 .workspaces
@@ -160,6 +187,10 @@ impl Attributor {
             }
             return;
         }
+        if kind == EventKind::ConfigChange.as_str() {
+            self.name_variable(row);
+            return;
+        }
         let attributable = [
             EventKind::Exchange,
             EventKind::SessionRenewal,
@@ -173,9 +204,11 @@ impl Attributor {
         let (tag, how, config) = self.decide(row);
         row.alias_tag = tag.into();
         row.alias_match = how.as_str().into();
-        // A log that names no workspace (an Entra sign-in names only the client id) takes the
-        // workspace, and the phase its principal serves, from the one configuration it fits.
-        if let Some(c) = config.filter(|_| row.workspace_name.is_empty()) {
+        // A log that names no subject at all (an Entra sign-in names only the client id) takes
+        // the workspace, and the phase its principal serves, from the one configuration it
+        // fits. A module-test token's subject names no workspace on purpose: it keeps none.
+        if let Some(c) = config.filter(|_| row.workspace_name.is_empty() && row.subject.is_empty())
+        {
             let (org, ws, id) = (
                 c.org_name.clone(),
                 c.workspace_name.clone(),
@@ -196,6 +229,31 @@ impl Attributor {
             if row.run_phase.is_empty() {
                 row.run_phase = phase.into();
             }
+        }
+    }
+
+    /// Fills what an audit trail record left out: the variable's key and workspace from its id,
+    /// the workspace's name from its id.
+    fn name_variable(&self, row: &mut EventRow) {
+        if row.variable_key.is_empty()
+            && let Some((key, workspaces)) = self.variables.get(row.target_principal.as_str())
+        {
+            row.variable_key = key.as_str().into();
+            if let ([(org, name, id)], true) =
+                (workspaces.as_slice(), row.workspace_name.is_empty())
+            {
+                row.org_name = org.as_str().into();
+                row.workspace_name = name.as_str().into();
+                if row.workspace_id.is_empty() {
+                    row.workspace_id = id.as_str().into();
+                }
+            }
+        }
+        if row.workspace_name.is_empty()
+            && let Some((org, name)) = self.ids.get(row.workspace_id.as_str())
+        {
+            row.org_name = org.as_str().into();
+            row.workspace_name = name.as_str().into();
         }
     }
 

@@ -26,6 +26,9 @@ pub struct Workspace {
     pub configurations: Vec<Configuration>,
     /// Accounts or projects each configuration may reach, keyed `provider:tag`.
     pub allowed_accounts: BTreeMap<String, Vec<String>>,
+    /// The ids of the dynamic-credentials variables in effect (`var-…` -> key), from an API
+    /// import: an audit trail record of a change may name only the id.
+    pub variable_ids: BTreeMap<String, String>,
     pub warnings: Vec<Warning>,
 }
 
@@ -83,7 +86,19 @@ impl Workspace {
                     .cloned()
                     .unwrap_or_default(),
                 settings: serde_json::to_string(&c.settings).expect("maps serialize"),
-                derived_from: serde_json::to_string(&c.from).expect("maps serialize"),
+                // Where each value came from; `id:var-…` entries name the variables' ids.
+                derived_from: serde_json::to_string(
+                    &c.from
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .chain(
+                            self.variable_ids
+                                .iter()
+                                .map(|(id, key)| (format!("id:{id}"), key.clone())),
+                        )
+                        .collect::<BTreeMap<String, String>>(),
+                )
+                .expect("maps serialize"),
                 ..base.clone()
             })
             .collect();
@@ -140,7 +155,8 @@ enum Level {
 }
 
 /// One variable reaching one workspace: (level, variable set name or empty, key, value).
-type Assignment = (Level, String, String, Option<String>);
+/// (level, variable set name, key, value, variable id)
+type Assignment = (Level, String, String, Option<String>, String);
 
 #[derive(Debug, Default)]
 struct ApiState {
@@ -187,6 +203,7 @@ pub fn from_api_documents(documents: &[Value]) -> Result<Vec<Workspace>, String>
                 String::new(),
                 k.clone(),
                 v.clone(),
+                var_id.clone(),
             ));
         }
         for (set_id, set) in &state.varsets {
@@ -223,6 +240,7 @@ pub fn from_api_documents(documents: &[Value]) -> Result<Vec<Workspace>, String>
                     set.name.clone(),
                     k.clone(),
                     v.clone(),
+                    var_id.clone(),
                 ));
             }
         }
@@ -252,9 +270,13 @@ pub fn from_api_documents(documents: &[Value]) -> Result<Vec<Workspace>, String>
         // Highest level first; among sets of one level, the first by name.
         vars.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         let mut effective: BTreeMap<String, String> = BTreeMap::new();
-        for (_, _, k, v) in vars {
+        let mut variable_ids = BTreeMap::new();
+        for (_, _, k, v, var_id) in vars {
             if effective.contains_key(&k) {
                 continue;
+            }
+            if k.starts_with("TFC_") && !var_id.is_empty() {
+                variable_ids.insert(var_id, k.clone());
             }
             match v {
                 Some(v) => {
@@ -278,6 +300,7 @@ pub fn from_api_documents(documents: &[Value]) -> Result<Vec<Workspace>, String>
             id: id.clone(),
             configurations: derived.configurations,
             allowed_accounts: BTreeMap::new(),
+            variable_ids,
             warnings,
         });
     }
@@ -440,6 +463,7 @@ pub fn from_toml(text: &str) -> Result<Vec<Workspace>, String> {
             id: ws.id,
             configurations,
             allowed_accounts: allowed,
+            variable_ids: BTreeMap::new(),
             warnings: derived.warnings,
         });
     }

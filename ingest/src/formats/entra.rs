@@ -12,9 +12,12 @@
 //! Only service-principal sign-ins with a federated identity credential are exchanges. Every
 //! other record an Entra export carries is ignored with its reason, never stored or
 //! dead-lettered: user sign-ins (interactive and not), managed-identity sign-ins, audit log
-//! records (known by their category or Log Analytics table), and service-principal sign-ins with
+//! records (known by their category or Log Analytics table) other than changes of federated
+//! identity credentials (those are trust changes, [`trust`]), and service-principal sign-ins with
 //! a client secret or certificate, including failures that name no credential at all but whose
 //! error is not about a federated assertion (`AADSTS7000222`, an expired client secret).
+
+pub mod trust;
 
 use super::{JsonStr, Normalized, Rejection, parse_json, parse_time};
 use crate::fingerprint::{redact_jwts, redact_jwts_str};
@@ -275,6 +278,11 @@ const FEDERATED_ERRORS: [&str; 7] = [
 
 /// Normalizes one sign-in record.
 pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized, Rejection> {
+    if trust::may_be(bytes)
+        && let Some(change) = trust::normalize(bytes, ingest_time)
+    {
+        return change.map(|row| Normalized::Event(Box::new(row)));
+    }
     if let Some(why) = other_log(bytes) {
         return Ok(Normalized::Ignored(why));
     }

@@ -9,7 +9,11 @@
 //!
 //! Records arrive as a LogEntry (single, NDJSON, arrays) or inside a Pub/Sub push envelope
 //! (`{"message":{"data":"<base64 LogEntry>"},"subscription":…}`), which `super::envelope`
-//! unwraps before this parser sees the record. Other methods of the two services are ignored.
+//! unwraps before this parser sees the record. Changes of workload identity pools, their
+//! providers and service accounts' IAM policies are trust changes ([`trust`]); other methods are
+//! ignored.
+
+pub mod trust;
 
 use super::{JsonStr, Normalized, Rejection, parse_json, parse_time};
 use crate::fingerprint::redact_jwts;
@@ -152,6 +156,11 @@ const IGNORED: &str = "gcp audit entry is not STS ExchangeToken or GenerateAcces
 
 /// Normalizes one LogEntry.
 pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized, Rejection> {
+    if trust::may_be(bytes)
+        && let Some(change) = trust::normalize(bytes, ingest_time)
+    {
+        return change.map(|row| Normalized::Event(Box::new(row)));
+    }
     let entry: Entry<'_> = match serde_json::from_slice(bytes) {
         Ok(e) => e,
         Err(_) => match parse_json::<Envelope<'_>>(bytes) {

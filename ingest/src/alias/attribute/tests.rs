@@ -245,3 +245,48 @@ fn an_audience_that_names_one_alias_attributes_a_foreign_principal_to_it() {
     let mut row = exchange("aws", PLAN, "arn:aws:iam::999:role/x", "aws.prod");
     assert_eq!(decide(&a, &mut row), ("".into(), "no_match".into()));
 }
+
+#[test]
+fn a_variable_change_naming_only_its_id_gets_key_and_workspace() {
+    // HCP Terraform API documents: a workspace list and its variables (JSON:API).
+    let workspaces = serde_json::json!({"data": [{"id": "ws-Net", "type": "workspaces",
+        "attributes": {"name": "network"},
+        "relationships": {"organization": {"data": {"id": "acme", "type": "organizations"}}}}]});
+    let vars = serde_json::json!({"data": [
+        {"id": "var-Auth", "type": "vars", "attributes": {"key": "TFC_AWS_PROVIDER_AUTH", "value": "true", "category": "env", "sensitive": false},
+         "relationships": {"configurable": {"data": {"id": "ws-Net", "type": "workspaces"}}}},
+        {"id": "var-Role", "type": "vars", "attributes": {"key": "TFC_AWS_RUN_ROLE_ARN", "value": "arn:aws:iam::111:role/r", "category": "env", "sensitive": false},
+         "relationships": {"configurable": {"data": {"id": "ws-Net", "type": "workspaces"}}}}]});
+    let t = "2024-07-01T00:00:00Z".parse().unwrap();
+    let rows = crate::alias::inventory::from_api_documents(&[workspaces, vars])
+        .unwrap()
+        .iter()
+        .flat_map(|w| w.rows(t, "test"))
+        .collect();
+    let a = Attributor::new(rows);
+    let mut row = EventRow::new(
+        EventKind::ConfigChange,
+        Source::HcpAuditTrail,
+        "audit-1".into(),
+        "hcp",
+        "2024-07-09T12:00:00Z".parse().unwrap(),
+        Utc::now(),
+    );
+    row.target_principal = "var-Role".into();
+    a.attribute(&mut row);
+    assert_eq!(row.variable_key, "TFC_AWS_RUN_ROLE_ARN");
+    assert_eq!(
+        (row.org_name.as_str(), row.workspace_name.as_str()),
+        ("acme", "network")
+    );
+    // A record that names the workspace's id only gets its name.
+    row.target_principal = "var-Unknown".into();
+    row.variable_key = "".into();
+    row.workspace_name = "".into();
+    row.workspace_id = "ws-Net".into();
+    a.attribute(&mut row);
+    assert_eq!(
+        (row.variable_key.as_str(), row.workspace_name.as_str()),
+        ("", "network")
+    );
+}
