@@ -127,7 +127,7 @@ start=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["start"]
 $bin inventory import --no-reattribute --valid-from "$start" "$scenario/inventory.toml"
 $bin inventory trust --valid-from "$start" "$scenario"/trust_*.json
 sleep 3
-for f in issuance.ndjson cloudtrail.ndjson gcp.ndjson entra.ndjson vault.log audit_trail.json; do
+for f in issuance.ndjson cloudtrail.ndjson gcp.ndjson entra.json vault.log audit_trail.json; do
   post auto "$scenario/$f"
 done
 

@@ -13,23 +13,15 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use support::ClickHouse;
 
-/// A file's records, one JSON text each.
+/// A file's records, one JSON text each, split as a replay splits them.
 fn records(path: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(path).unwrap();
-    let trimmed = text.trim_start();
-    if trimmed.starts_with('{') && !trimmed.contains("}\n{") && trimmed.contains("\"data\"") {
-        // An audit trail page: its records are `data`.
-        let page: serde_json::Value = serde_json::from_str(&text).unwrap();
-        return page["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r.to_string())
-            .collect();
-    }
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(str::to_owned)
+    use credtrail_ingest::formats::framing::{Framer, Piece, decompressing_bytes};
+    let bytes = std::fs::read(path).unwrap();
+    Framer::new(decompressing_bytes(bytes), 1 << 20)
+        .map(|piece| match piece {
+            Piece::Record(r) => String::from_utf8(r.bytes).unwrap(),
+            Piece::Broken(b) => panic!("{}: {}", path.display(), b.rejection),
+        })
         .collect()
 }
 

@@ -156,7 +156,7 @@ pub fn exchange(ids: &mut Ids, out: &mut Out, c: &Call, jti: &str) {
         Provider::Azure => {
             let (id, r) = records::entra_signin(ids, c);
             out.fact(fact(c, &id, "", jti, "", c.time));
-            out.event("entra.ndjson", id, &r);
+            out.event("entra.json", id, &r);
         }
     }
 }
@@ -293,6 +293,7 @@ pub fn traffic(g: &mut Gen, runs_per_day: usize, planned: &Planned) {
             .filter(|&w| w == 0 || g.world.workspaces[w].org != g.world.workspaces[w - 1].org)
             .collect();
         for w in firsts {
+            other_logs(g, w, day_start);
             for _ in 0..3 {
                 let at = day_start + Duration::seconds(g.ids.rng.random_range(0..80_000));
                 module_test(g, w, at);
@@ -306,6 +307,48 @@ pub fn traffic(g: &mut Gen, runs_per_day: usize, planned: &Planned) {
                     records::audit_variable(&mut g.ids, at, &ws, "update", key, value, "alice");
                 g.out.event("audit_trail.json", id, &r);
             }
+        }
+    }
+}
+
+/// What an estate's logs hold besides HCP Terraform: Entra sign-ins of people, managed
+/// identities and secrets, and trust-policy churn on roles for AWS services. None of it is an
+/// exchange, and none of it may raise a finding.
+fn other_logs(g: &mut Gen, w: usize, day_start: DateTime<Utc>) {
+    use records::OtherSignIn::*;
+    let ws = g.world.workspaces[w].clone();
+    let tenant = ws
+        .configs
+        .iter()
+        .find(|c| c.provider == Provider::Azure)
+        .map_or_else(|| g.ids.uuid(), |c| c.account.clone());
+    for kind in [
+        User,
+        User,
+        NonInteractiveUser,
+        ManagedIdentity,
+        ClientSecret,
+        ExpiredSecret,
+    ] {
+        let at = day_start + Duration::seconds(g.ids.rng.random_range(0..86_000));
+        let record = records::entra_other_signin(&mut g.ids, at, &tenant, kind);
+        g.out.line("entra.json", &record);
+    }
+    if let Some(account) = ws
+        .configs
+        .iter()
+        .find(|c| c.provider == Provider::Aws)
+        .map(|c| c.account.clone())
+    {
+        for service in [
+            "lambda.amazonaws.com",
+            "ec2.amazonaws.com",
+            "backup.amazonaws.com",
+        ] {
+            let at = day_start + Duration::seconds(g.ids.rng.random_range(0..86_000));
+            let (id, r) =
+                records::cloudtrail_service_role_change(&mut g.ids, at, &account, service);
+            g.out.event("cloudtrail.ndjson", id, &r);
         }
     }
 }

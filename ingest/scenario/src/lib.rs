@@ -78,7 +78,7 @@ pub const FILES: [&str; 6] = [
     "issuance.ndjson",
     "cloudtrail.ndjson",
     "gcp.ndjson",
-    "entra.ndjson",
+    "entra.json",
     "vault.log",
     "audit_trail.json",
 ];
@@ -270,6 +270,11 @@ pub fn generate(spec: &Spec) -> Result<Scenario, String> {
                        "total_count": g.out.audit.len()},
     });
     files.insert("audit_trail.json", page.to_string() + "\n");
+    // Entra sign-ins as `az monitor log-analytics query` prints them: one JSON array of rows,
+    // pretty-printed, megabytes for a large estate (read record by record).
+    let entra = files.entry("entra.json").or_default();
+    let rows: Vec<&str> = entra.lines().collect();
+    *entra = format!("[\n  {}\n]\n", rows.join(",\n  "));
     let at = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
     Ok(Scenario {
         files,

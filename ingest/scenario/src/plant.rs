@@ -402,9 +402,10 @@ pub fn plant(g: &mut Gen, planned: &Planned) -> Vec<Case> {
                 case.workspace = renamed.name.clone();
                 case.description =
                     "the workspace was renamed; its trust policy still names the old name".into();
-                // Inside one 20-minute bucket: three runs, each retrying ten times.
+                // Three runs, each retrying ten times, across a 20-minute boundary: 20 failures
+                // before it and 10 after, so only a sliding window counts the 30 together.
                 let bucket = t.timestamp() - t.timestamp().rem_euclid(1200);
-                let t0 = DateTime::from_timestamp(bucket + 60, 0).unwrap_or(t);
+                let t0 = DateTime::from_timestamp(bucket + 1200 - 540, 0).unwrap_or(t);
                 g.out.begin_case();
                 for r in 0..3 {
                     let run = g.ids.hcp("run");

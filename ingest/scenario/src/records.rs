@@ -343,29 +343,45 @@ pub struct Token<'a> {
 pub fn issuance(ids: &mut Ids, t: &Token) -> (String, Value) {
     let jti = ids.uuid();
     let ws = t.ws;
-    let record = json!({
-        "provider": t.config.provider.as_str(),
-        "alias_tag": t.config.alias,
-        "token_fingerprint": format!("sha256:{}", ids.hex(64)),
-        "claims": {
-            "jti": jti,
-            "iss": "https://app.terraform.io",
-            "aud": t.config.audience,
-            "iat": t.iat.timestamp(),
-            "nbf": t.iat.timestamp() - 5,
-            "exp": t.exp.timestamp(),
-            "sub": ws.sub(t.phase),
-            "terraform_organization_id": ws.org_id,
-            "terraform_organization_name": ws.org,
-            "terraform_project_id": ws.project_id,
-            "terraform_project_name": ws.project,
-            "terraform_workspace_id": t.workspace_id,
-            "terraform_workspace_name": ws.name,
-            "terraform_full_workspace": format!("organization:{}:project:{}:workspace:{}", ws.org, ws.project, ws.name),
-            "terraform_run_id": t.run,
-            "terraform_run_phase": t.phase,
-        },
+    let fingerprint = ids.hex(64);
+    let claims = json!({
+        "jti": jti,
+        "iss": "https://app.terraform.io",
+        "aud": t.config.audience,
+        "iat": t.iat.timestamp(),
+        "nbf": t.iat.timestamp() - 5,
+        "exp": t.exp.timestamp(),
+        "sub": ws.sub(t.phase),
+        "terraform_organization_id": ws.org_id,
+        "terraform_organization_name": ws.org,
+        "terraform_project_id": ws.project_id,
+        "terraform_project_name": ws.project,
+        "terraform_workspace_id": t.workspace_id,
+        "terraform_workspace_name": ws.name,
+        "terraform_full_workspace": format!("organization:{}:project:{}:workspace:{}", ws.org, ws.project, ws.name),
+        "terraform_run_id": t.run,
+        "terraform_run_phase": t.phase,
     });
+    // Organizations collect issuance differently: `credtrail emit` nests the claims; another
+    // emitter writes the decoded claims flat, with its own spellings beside them (a bare hex
+    // hash, `alias` or `tag`, and for default configurations no alias at all).
+    let record = if crate::world::org_position(&ws.org) % 2 == 0 {
+        json!({
+            "provider": t.config.provider.as_str(),
+            "alias_tag": t.config.alias,
+            "token_fingerprint": format!("sha256:{fingerprint}"),
+            "claims": claims,
+        })
+    } else {
+        let mut flat = claims;
+        flat["provider"] = json!(t.config.provider.as_str());
+        flat["token_sha256"] = json!(fingerprint);
+        if !t.config.alias.is_empty() {
+            let spelling = if t.phase == "plan" { "alias" } else { "tag" };
+            flat[spelling] = json!(t.config.alias);
+        }
+        flat
+    };
     (jti, record)
 }
 
@@ -424,4 +440,95 @@ pub fn audit_variable(
             "workspace_id": ws.id, "workspace_name": ws.name}},
     });
     (id, record)
+}
+
+/// What else an Entra export holds besides workload sign-ins, none of it an exchange.
+#[derive(Debug, Clone, Copy)]
+pub enum OtherSignIn {
+    /// A person at the portal (`SigninLogs`).
+    User,
+    /// A person's token refreshed by a client (`AADNonInteractiveUserSignInLogs`).
+    NonInteractiveUser,
+    /// An Azure resource's managed identity (`AADManagedIdentitySignInLogs`).
+    ManagedIdentity,
+    /// A service principal with a client secret (`AADServicePrincipalSignInLogs`).
+    ClientSecret,
+    /// The same with an expired secret: a failure that names no credential.
+    ExpiredSecret,
+}
+
+/// One such record, as a Log Analytics row.
+pub fn entra_other_signin(
+    ids: &mut Ids,
+    time: DateTime<Utc>,
+    tenant: &str,
+    kind: OtherSignIn,
+) -> Value {
+    let at = time.to_rfc3339_opts(SecondsFormat::Micros, true);
+    let (table, category) = match kind {
+        OtherSignIn::User => ("SigninLogs", "SignInLogs"),
+        OtherSignIn::NonInteractiveUser => (
+            "AADNonInteractiveUserSignInLogs",
+            "NonInteractiveUserSignInLogs",
+        ),
+        OtherSignIn::ManagedIdentity => {
+            ("AADManagedIdentitySignInLogs", "ManagedIdentitySignInLogs")
+        }
+        OtherSignIn::ClientSecret | OtherSignIn::ExpiredSecret => (
+            "AADServicePrincipalSignInLogs",
+            "ServicePrincipalSignInLogs",
+        ),
+    };
+    let mut row = json!({
+        "TenantId": ids.uuid(),
+        "TimeGenerated": at,
+        "Id": ids.uuid(),
+        "OperationName": "Sign-in activity",
+        "Category": category,
+        "Type": table,
+        "ResultType": "0",
+        "AADTenantId": tenant,
+        "AppId": ids.uuid(),
+        "IPAddress": "198.51.100.24",
+        "CorrelationId": ids.uuid(),
+    });
+    match kind {
+        OtherSignIn::User | OtherSignIn::NonInteractiveUser => {
+            row["UserPrincipalName"] = json!("ana@contoso.com");
+            row["AppDisplayName"] = json!("Azure Portal");
+        }
+        OtherSignIn::ManagedIdentity => {
+            row["ServicePrincipalId"] = json!(ids.uuid());
+            row["ResourceDisplayName"] = json!("Azure Key Vault");
+        }
+        OtherSignIn::ClientSecret => {
+            row["ServicePrincipalId"] = json!(ids.uuid());
+            row["ClientCredentialType"] = json!("clientSecret");
+            row["ServicePrincipalCredentialKeyId"] = json!(ids.uuid());
+        }
+        OtherSignIn::ExpiredSecret => {
+            row["ServicePrincipalId"] = json!(ids.uuid());
+            row["ResultType"] = json!("7000222");
+            row["ResultDescription"] =
+                json!("AADSTS7000222: The provided client secret keys for app are expired.");
+        }
+    }
+    row
+}
+
+/// A trust policy replaced on a role that trusts an AWS service (Lambda, EC2, Backup): ordinary
+/// IAM churn that is not HCP Terraform's trust root.
+pub fn cloudtrail_service_role_change(
+    ids: &mut Ids,
+    time: DateTime<Utc>,
+    account: &str,
+    service: &str,
+) -> (String, Value) {
+    let role = format!(
+        "arn:aws:iam::{account}:role/{}-exec",
+        service.split('.').next().unwrap_or("svc")
+    );
+    let policy = json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]});
+    cloudtrail_trust_change(ids, time, &role, &policy)
 }

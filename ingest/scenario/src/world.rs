@@ -11,6 +11,11 @@ use rand::Rng;
 use std::fmt::Write;
 
 const ORGS: [&str; 6] = ["acme", "globex", "initech", "umbrella", "hooli", "stark"];
+
+/// An organization's place in the estate (its index among the generated organizations).
+pub fn org_position(org: &str) -> usize {
+    ORGS.iter().position(|o| org.starts_with(o)).unwrap_or(0)
+}
 const TEAMS: [&str; 16] = [
     "network",
     "payments",
