@@ -365,7 +365,7 @@ pub fn issuance(ids: &mut Ids, t: &Token) -> (String, Value) {
     // Organizations collect issuance differently: `credtrail emit` nests the claims; another
     // emitter writes the decoded claims flat, with its own spellings beside them (a bare hex
     // hash, `alias` or `tag`, and for default configurations no alias at all).
-    let record = if crate::world::org_position(&ws.org) % 2 == 0 {
+    let record = if crate::world::org_position(&ws.org).is_multiple_of(2) {
         json!({
             "provider": t.config.provider.as_str(),
             "alias_tag": t.config.alias,
