@@ -17,7 +17,7 @@ use support::ClickHouse;
 fn records(path: &Path) -> Vec<String> {
     use credtrail_ingest::formats::framing::{Framer, Piece, decompressing_bytes};
     let bytes = std::fs::read(path).unwrap();
-    Framer::new(decompressing_bytes(bytes), 1 << 20)
+    Framer::new(decompressing_bytes(bytes, 1 << 30), 1 << 20)
         .map(|piece| match piece {
             Piece::Record(r) => String::from_utf8(r.bytes).unwrap(),
             Piece::Broken(b) => panic!("{}: {}", path.display(), b.rejection),

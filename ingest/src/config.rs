@@ -171,6 +171,7 @@ impl Default for SinkConfig {
 pub struct LimitsConfig {
     pub max_record_bytes: usize,
     pub max_dead_letter_bytes: usize,
+    pub max_unpacked_bytes: u64,
 }
 
 impl Default for LimitsConfig {
@@ -178,6 +179,7 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_record_bytes: 1 << 20,
             max_dead_letter_bytes: 64 << 10,
+            max_unpacked_bytes: 1 << 30,
         }
     }
 }
@@ -193,6 +195,11 @@ pub struct HttpConfig {
     pub ack_timeout_secs: u64,
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
+    pub max_records_per_request: u64,
+    pub max_dead_letters_per_request: u64,
+    pub header_read_timeout_secs: u64,
+    pub body_read_timeout_secs: u64,
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
@@ -206,6 +213,11 @@ impl Default for HttpConfig {
             ack_timeout_secs: 60,
             tls_cert_file: None,
             tls_key_file: None,
+            max_records_per_request: 200_000,
+            max_dead_letters_per_request: 1_000,
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 60,
+            max_connections: 512,
         }
     }
 }
@@ -349,10 +361,34 @@ pub const KEYS: &[(&str, &str)] = &[
         "limits.max_dead_letter_bytes",
         "Raw bytes a dead letter keeps of its record.",
     ),
+    (
+        "limits.max_unpacked_bytes",
+        "What one gzip input (a body, a message, a file) may unpack to; the rest is refused with a dead letter.",
+    ),
     ("http.listen", "Address of the HTTP collector."),
     (
         "http.max_body_bytes",
-        "Largest request body (after gzip decoding).",
+        "Largest request body as sent (gzip bodies unpack up to limits.max_unpacked_bytes).",
+    ),
+    (
+        "http.max_records_per_request",
+        "Records one request may hold; past them nothing more is read and the answer is 413.",
+    ),
+    (
+        "http.max_dead_letters_per_request",
+        "Rejected records kept as dead letters per request; the rest are counted in one summary.",
+    ),
+    (
+        "http.header_read_timeout_secs",
+        "How long a connection may take to send a request's headers (also idle keep-alive).",
+    ),
+    (
+        "http.body_read_timeout_secs",
+        "How long a request may take to send its whole body.",
+    ),
+    (
+        "http.max_connections",
+        "Open connections at most; more are closed at once (descriptors stay free for ClickHouse).",
     ),
     (
         "http.auth_tokens_file",
@@ -636,6 +672,26 @@ impl Config {
         }
         if h.ack_timeout_secs == 0 {
             e.push(err("http.ack_timeout_secs", "must be at least 1"));
+        }
+        for (key, value) in [
+            ("http.max_records_per_request", h.max_records_per_request),
+            (
+                "http.max_dead_letters_per_request",
+                h.max_dead_letters_per_request,
+            ),
+            ("http.header_read_timeout_secs", h.header_read_timeout_secs),
+            ("http.body_read_timeout_secs", h.body_read_timeout_secs),
+            ("http.max_connections", h.max_connections as u64),
+        ] {
+            if value == 0 {
+                e.push(err(key, "must be at least 1"));
+            }
+        }
+        if l.max_unpacked_bytes < l.max_record_bytes as u64 {
+            e.push(err(
+                "limits.max_unpacked_bytes",
+                "must be at least limits.max_record_bytes",
+            ));
         }
         match (&h.tls_cert_file, &h.tls_key_file) {
             (Some(_), None) => e.push(err("http.tls_key_file", "required with http.tls_cert_file")),

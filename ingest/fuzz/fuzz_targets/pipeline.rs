@@ -19,6 +19,7 @@ static INTAKE: LazyLock<Intake> = LazyLock::new(|| Intake {
         max_dead_letter_bytes: MAX_DEAD_LETTER,
     },
     max_record_bytes: 4096,
+    max_unpacked_bytes: 1 << 20,
     attribution: Default::default(),
     metrics: Metrics::new(),
 });

@@ -44,7 +44,10 @@ fn every_record_normalizes_and_the_counts_add_up() {
     let mut events = 0;
     for (name, text) in &s.files {
         // Split as a replay splits them: lines, arrays, envelopes, pages.
-        let framer = Framer::new(decompressing_bytes(text.clone().into_bytes()), 1 << 20);
+        let framer = Framer::new(
+            decompressing_bytes(text.clone().into_bytes(), 1 << 30),
+            1 << 20,
+        );
         for piece in framer {
             let Piece::Record(r) = piece else {
                 panic!("{name}: a broken piece")

@@ -54,6 +54,122 @@ pub fn decode(body: &[u8], encoding: Encoding) -> Result<ExportLogsServiceReques
     }
 }
 
+/// How many log records a request holds, counted without decoding it: an OTLP request of a
+/// million empty records is a few megabytes on the wire and a gigabyte once decoded, so the
+/// collector counts first and refuses past its cap. Protobuf is walked by its wire format
+/// (`resource_logs` = 1, `scope_logs` = 2, `log_records` = 2); JSON is parsed with every record
+/// skipped, not built.
+pub fn count_log_records(body: &[u8], encoding: Encoding) -> Result<u64, String> {
+    match encoding {
+        Encoding::Json => {
+            let request: counting::Request = serde_json::from_slice(body)
+                .map_err(|e| format!("not an OTLP/JSON ExportLogsServiceRequest: {e}"))?;
+            Ok(request
+                .resource_logs
+                .iter()
+                .flat_map(|r| &r.scope_logs)
+                .map(|s| s.log_records.0)
+                .sum())
+        }
+        Encoding::Protobuf => {
+            let mut total = 0;
+            for resource in fields(body, 1)? {
+                for scope in fields(resource, 2)? {
+                    total += fields(scope, 2)?.len() as u64;
+                }
+            }
+            Ok(total)
+        }
+    }
+}
+
+/// The OTLP/JSON request's shape down to its log records, which are counted and skipped.
+mod counting {
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub struct Request {
+        #[serde(default, rename = "resourceLogs", alias = "resource_logs")]
+        pub resource_logs: Vec<Resource>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Resource {
+        #[serde(default, rename = "scopeLogs", alias = "scope_logs")]
+        pub scope_logs: Vec<Scope>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Scope {
+        #[serde(default, rename = "logRecords", alias = "log_records")]
+        pub log_records: Count,
+    }
+
+    /// The length of a JSON array whose elements are skipped.
+    #[derive(Default)]
+    pub struct Count(pub u64);
+
+    impl<'de> Deserialize<'de> for Count {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Count, D::Error> {
+            struct Visitor;
+            impl<'de> serde::de::Visitor<'de> for Visitor {
+                type Value = Count;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("an array of log records")
+                }
+                fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                    self,
+                    mut seq: A,
+                ) -> Result<Count, A::Error> {
+                    let mut n = 0;
+                    while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                        n += 1;
+                    }
+                    Ok(Count(n))
+                }
+            }
+            d.deserialize_seq(Visitor)
+        }
+    }
+}
+
+/// The length-delimited values of field `wanted` in one protobuf message, others skipped.
+fn fields(mut buf: &[u8], wanted: u32) -> Result<Vec<&[u8]>, String> {
+    use prost::encoding::{WireType, decode_key, decode_varint};
+    let bad = |e: prost::DecodeError| format!("not an OTLP protobuf ExportLogsServiceRequest: {e}");
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        let (tag, wire) = decode_key(&mut buf).map_err(bad)?;
+        let skip = match wire {
+            WireType::Varint => {
+                decode_varint(&mut buf).map_err(bad)?;
+                0
+            }
+            WireType::SixtyFourBit => 8,
+            WireType::ThirtyTwoBit => 4,
+            WireType::LengthDelimited => {
+                let len = usize::try_from(decode_varint(&mut buf).map_err(bad)?)
+                    .map_err(|_| "length out of range".to_owned())?;
+                if len > buf.len() {
+                    return Err("not an OTLP protobuf ExportLogsServiceRequest: truncated".into());
+                }
+                if tag == wanted {
+                    out.push(&buf[..len]);
+                }
+                len
+            }
+            WireType::StartGroup | WireType::EndGroup => {
+                return Err("not an OTLP protobuf ExportLogsServiceRequest: groups".into());
+            }
+        };
+        if skip > buf.len() {
+            return Err("not an OTLP protobuf ExportLogsServiceRequest: truncated".into());
+        }
+        buf = &buf[skip..];
+    }
+    Ok(out)
+}
+
 /// Every log record of a request, in order, as pieces numbered from 1.
 pub fn pieces(request: &ExportLogsServiceRequest, max_record_bytes: usize) -> Vec<LogPiece> {
     let records = request
@@ -247,5 +363,33 @@ mod tests {
         let bytes = req.encode_to_vec();
         assert_eq!(decode(&bytes, Encoding::Protobuf).unwrap(), req);
         assert!(decode(b"\xff\xff\xff", Encoding::Protobuf).is_err());
+    }
+
+    #[test]
+    fn records_are_counted_on_the_wire_before_decoding() {
+        use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+        let request = ExportLogsServiceRequest {
+            resource_logs: vec![
+                ResourceLogs {
+                    scope_logs: vec![
+                        ScopeLogs {
+                            log_records: vec![LogRecord::default(); 3],
+                            ..Default::default()
+                        },
+                        ScopeLogs {
+                            log_records: vec![LogRecord::default(); 2],
+                            ..Default::default()
+                        },
+                    ],
+                    ..Default::default()
+                };
+                2
+            ],
+        };
+        let bytes = prost::Message::encode_to_vec(&request);
+        assert_eq!(count_log_records(&bytes, Encoding::Protobuf), Ok(10));
+        assert!(count_log_records(&bytes[..bytes.len() - 1], Encoding::Protobuf).is_err());
+        let json = serde_json::to_vec(&request).unwrap();
+        assert_eq!(count_log_records(&json, Encoding::Json), Ok(10));
     }
 }

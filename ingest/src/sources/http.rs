@@ -9,18 +9,21 @@
 //! the schema, `/metrics` is the Prometheus exposition.
 
 use super::bearer::Bearer;
-use super::{Intake, RecordError, Tally};
+use super::connections::Capped;
+use super::{Caps, Intake, RecordError, Tally};
 use crate::config::Config;
 use crate::formats::otlp;
 use crate::metrics::Metrics;
 use crate::normalize::SourceChoice;
 use crate::sink::{Batch, SinkHandle};
 use crate::store::Store;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use axum_server::accept::DefaultAcceptor;
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceResponse,
@@ -32,6 +35,10 @@ use std::time::Duration;
 /// How many per-record errors a response lists before it only counts them.
 const MAX_REPORTED_ERRORS: usize = 1000;
 
+/// Rows handed to the sink at a time: a large body is stored in bounded batches, never held
+/// whole.
+const BATCH_ROWS: usize = 10_000;
+
 struct AppState {
     sink: SinkHandle,
     store: Store,
@@ -39,6 +46,9 @@ struct AppState {
     intake: Intake,
     bearer: Bearer,
     ack_timeout: Duration,
+    caps: Caps,
+    max_body_bytes: usize,
+    body_timeout: Duration,
 }
 
 /// What a POST answers.
@@ -58,6 +68,9 @@ pub struct IngestResponse {
     pub session_calls: u64,
     pub errors: Vec<RecordError>,
     pub errors_truncated: bool,
+    /// The body held more than `http.max_records_per_request` records: the first ones were
+    /// stored (as counted above), the rest were not read. Answered with 413.
+    pub cut_short: bool,
 }
 
 /// Builds the collector's router.
@@ -75,6 +88,12 @@ pub fn router(
         intake,
         bearer: Bearer::new(&tokens, config.http.allow_unauthenticated),
         ack_timeout: Duration::from_secs(config.http.ack_timeout_secs),
+        caps: Caps {
+            max_records: config.http.max_records_per_request,
+            max_dead_letters: config.http.max_dead_letters_per_request,
+        },
+        max_body_bytes: config.http.max_body_bytes,
+        body_timeout: Duration::from_secs(config.http.body_read_timeout_secs),
     });
     Router::new()
         .route("/v1/ingest/{source}", post(ingest))
@@ -106,19 +125,30 @@ pub async fn serve(
         h.graceful_shutdown(Some(Duration::from_secs(10)));
     });
     let app = router.into_make_service();
+    let header_timeout = Duration::from_secs(config.http.header_read_timeout_secs);
+    let capped = Capped::new(DefaultAcceptor::new(), config.http.max_connections);
     match (&config.http.tls_cert_file, &config.http.tls_key_file) {
         (Some(cert), Some(key)) => {
             // rustls is built with only the ring provider, which it then picks by itself.
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
             tracing::info!(%addr, "HTTPS collector listening");
-            axum_server::bind_rustls(addr, tls)
-                .handle(handle)
-                .serve(app)
-                .await
+            let mut server = axum_server::bind(addr)
+                .acceptor(axum_server::tls_rustls::RustlsAcceptor::new(tls).acceptor(capped))
+                .handle(handle);
+            server
+                .http_builder()
+                .http1()
+                .header_read_timeout(Some(header_timeout));
+            server.serve(app).await
         }
         _ => {
             tracing::info!(%addr, "HTTP collector listening");
-            axum_server::bind(addr).handle(handle).serve(app).await
+            let mut server = axum_server::bind(addr).acceptor(capped).handle(handle);
+            server
+                .http_builder()
+                .http1()
+                .header_read_timeout(Some(header_timeout));
+            server.serve(app).await
         }
     }
 }
@@ -146,7 +176,7 @@ async fn ingest(
     State(state): State<Arc<AppState>>,
     Path(source): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let response = ingest_inner(&state, &source, &headers, body).await;
     let class = format!("{}xx", response.status().as_u16() / 100);
@@ -158,11 +188,51 @@ async fn ingest(
     response
 }
 
+/// Reads a whole body within `http.body_read_timeout_secs` and `http.max_body_bytes`, so a
+/// slow or endless sender holds a connection for a bounded time.
+async fn read_body(state: &AppState, body: Body) -> Result<Bytes, Response> {
+    match tokio::time::timeout(
+        state.body_timeout,
+        axum::body::to_bytes(body, state.max_body_bytes),
+    )
+    .await
+    {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) if is_length_limit(&e) => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "body over http.max_body_bytes ({} bytes)",
+                state.max_body_bytes
+            ),
+        )),
+        Ok(Err(e)) => Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("body unreadable: {e}"),
+        )),
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            "body not received within http.body_read_timeout_secs",
+        )),
+    }
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    use std::error::Error as _;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = e.source();
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
 async fn ingest_inner(
     state: &Arc<AppState>,
     source: &str,
     headers: &HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     if !state.bearer.admits(headers) {
         return error(StatusCode::UNAUTHORIZED, "missing or unknown bearer token");
@@ -176,21 +246,39 @@ async fn ingest_inner(
             ),
         );
     };
+    let body = match read_body(state, body).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    // Framing runs on a blocking thread and hands bounded batches over a channel of one: the
+    // next batch is read only while the previous one is being made durable.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
     let st = Arc::clone(state);
-    let framed = tokio::task::spawn_blocking(move || {
-        let mut out = (Batch::default(), Tally::default(), Vec::new());
-        let result = st.intake.frame(
+    let framing = tokio::task::spawn_blocking(move || {
+        st.intake.frame_capped(
             std::io::Cursor::new(body),
             choice,
             "http",
-            usize::MAX,
-            |batch, tally, errors, _| out = (batch, tally, errors),
-        );
-        result.map(|()| out)
-    })
-    .await;
-    let (batch, tally, mut errors) = match framed {
-        Ok(Ok(out)) => out,
+            BATCH_ROWS,
+            st.caps,
+            |batch, tally, errors, _| tx.blocking_send((batch, tally, errors)).is_ok(),
+        )
+    });
+    let mut tally = Tally::default();
+    let mut errors = Vec::new();
+    let mut ack = crate::sink::Ack::default();
+    while let Some((batch, t, e)) = rx.recv().await {
+        tally += t;
+        if errors.len() <= MAX_REPORTED_ERRORS {
+            errors.extend(e);
+        }
+        match durable(state, batch).await {
+            Ok(a) => ack += a,
+            Err(response) => return response,
+        }
+    }
+    let framed = match framing.await {
+        Ok(Ok(framed)) => framed,
         Ok(Err(e)) => return error(StatusCode::BAD_REQUEST, format!("unreadable body: {e}")),
         Err(e) => {
             return error(
@@ -199,13 +287,9 @@ async fn ingest_inner(
             );
         }
     };
-    let ack = match durable(state, batch).await {
-        Ok(ack) => ack,
-        Err(response) => return response,
-    };
     let truncated = errors.len() > MAX_REPORTED_ERRORS;
     errors.truncate(MAX_REPORTED_ERRORS);
-    Json(IngestResponse {
+    let answer = Json(IngestResponse {
         records: tally.records,
         accepted: tally.events,
         stored: ack.stored as u64,
@@ -215,8 +299,13 @@ async fn ingest_inner(
         session_calls: ack.session_calls as u64,
         errors,
         errors_truncated: truncated,
-    })
-    .into_response()
+        cut_short: framed.cut_short,
+    });
+    if framed.cut_short {
+        // What was read is stored (and a resend is harmless); the rest was never read.
+        return (StatusCode::PAYLOAD_TOO_LARGE, answer).into_response();
+    }
+    answer.into_response()
 }
 
 /// Hands a batch to the sink and waits for it to be durable, or answers 503 so the sender retries.
@@ -230,11 +319,7 @@ async fn durable(state: &AppState, batch: Batch) -> Result<crate::sink::Ack, Res
     }
 }
 
-async fn otlp_logs(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn otlp_logs(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     let response = otlp_logs_inner(&state, &headers, body).await;
     let class = format!("{}xx", response.status().as_u16() / 100);
     state
@@ -247,7 +332,7 @@ async fn otlp_logs(
 
 /// OTLP/HTTP logs: answered like any OTLP receiver, with the rejected records counted in
 /// `partial_success`; they are dead letters with their reasons, as on `/v1/ingest`.
-async fn otlp_logs_inner(state: &Arc<AppState>, headers: &HeaderMap, body: Bytes) -> Response {
+async fn otlp_logs_inner(state: &Arc<AppState>, headers: &HeaderMap, body: Body) -> Response {
     if !state.bearer.admits(headers) {
         return error(StatusCode::UNAUTHORIZED, "missing or unknown bearer token");
     }
@@ -256,6 +341,24 @@ async fn otlp_logs_inner(state: &Arc<AppState>, headers: &HeaderMap, body: Bytes
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/x-protobuf");
     let encoding = otlp::Encoding::from_content_type(content_type);
+    let body = match read_body(state, body).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    // Counted before decoding: decoding allocates per record, however empty.
+    match otlp::count_log_records(&body, encoding) {
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        Ok(n) if n > state.caps.max_records => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "request holds more than http.max_records_per_request ({}) log records; nothing was stored",
+                    state.caps.max_records
+                ),
+            );
+        }
+        Ok(_) => {}
+    }
     let st = Arc::clone(state);
     let decoded = tokio::task::spawn_blocking(move || {
         otlp::decode(&body, encoding).map(|request| st.intake.otlp(&request, "otlp"))

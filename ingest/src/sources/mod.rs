@@ -3,6 +3,7 @@
 //! sink has acknowledged them.
 
 pub mod bearer;
+pub mod connections;
 pub mod http;
 #[cfg(feature = "kafka")]
 pub mod kafka;
@@ -30,6 +31,16 @@ pub struct Tally {
     pub session_calls: u64,
 }
 
+impl std::ops::AddAssign for Tally {
+    fn add_assign(&mut self, o: Tally) {
+        self.records += o.records;
+        self.events += o.events;
+        self.ignored += o.ignored;
+        self.dead_letters += o.dead_letters;
+        self.session_calls += o.session_calls;
+    }
+}
+
 /// A rejected record, as reported back to the sender.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RecordError {
@@ -46,7 +57,35 @@ pub struct Intake {
     /// Alias attribution, applied to every event as it is normalized.
     pub attribution: Arc<Attribution>,
     pub max_record_bytes: usize,
+    /// What a gzip input may unpack to (`limits.max_unpacked_bytes`).
+    pub max_unpacked_bytes: u64,
     pub metrics: Metrics,
+}
+
+/// Per-input caps for inputs from strangers (HTTP requests): past `max_records` an input is cut
+/// short, past `max_dead_letters` rejected records are counted but not kept, and one summarizing
+/// dead letter says how many.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    pub max_records: u64,
+    pub max_dead_letters: u64,
+}
+
+impl Caps {
+    /// No caps: a replayed file or a Kafka message is the operator's own input.
+    pub const NONE: Caps = Caps {
+        max_records: u64::MAX,
+        max_dead_letters: u64::MAX,
+    };
+}
+
+/// How framing an input ended.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Framed {
+    /// The input held more than `Caps::max_records`: the rest was not read.
+    pub cut_short: bool,
+    /// Rejected records not kept as dead letters (over `Caps::max_dead_letters`).
+    pub dead_letters_dropped: u64,
 }
 
 impl Intake {
@@ -58,6 +97,7 @@ impl Intake {
                 session_activity: config.cloudtrail.session_activity,
             },
             max_record_bytes: config.limits.max_record_bytes,
+            max_unpacked_bytes: config.limits.max_unpacked_bytes,
             attribution: Arc::default(),
             metrics,
         }
@@ -72,16 +112,31 @@ impl Intake {
         choice: SourceChoice,
         origin: &str,
         batch_rows: usize,
-        emit: impl FnMut(Batch, Tally, Vec<RecordError>, u64),
+        mut emit: impl FnMut(Batch, Tally, Vec<RecordError>, u64),
     ) -> std::io::Result<()> {
-        frame_input(
-            decompressing(reader)?,
-            choice,
-            origin,
-            self,
-            batch_rows,
-            emit,
-        )
+        let emit = |b, t, e, n| {
+            emit(b, t, e, n);
+            true
+        };
+        self.frame_capped(reader, choice, origin, batch_rows, Caps::NONE, emit)
+            .map(|_| ())
+    }
+
+    /// [`Intake::frame`] with per-input [`Caps`]; `emit` returns whether to go on (a sender
+    /// that went away stops the reading).
+    pub fn frame_capped(
+        &self,
+        reader: impl Read + 'static,
+        choice: SourceChoice,
+        origin: &str,
+        batch_rows: usize,
+        caps: Caps,
+        emit: impl FnMut(Batch, Tally, Vec<RecordError>, u64) -> bool,
+    ) -> std::io::Result<Framed> {
+        let input = decompressing(reader, self.max_unpacked_bytes)?;
+        Ok(frame_input(
+            input, choice, origin, self, batch_rows, caps, emit,
+        ))
     }
 
     /// [`Intake::frame`] for input already in memory (a Kafka message, an HTTP body).
@@ -91,16 +146,15 @@ impl Intake {
         choice: SourceChoice,
         origin: &str,
         batch_rows: usize,
-        emit: impl FnMut(Batch, Tally, Vec<RecordError>, u64),
+        mut emit: impl FnMut(Batch, Tally, Vec<RecordError>, u64),
     ) -> std::io::Result<()> {
-        frame_input(
-            decompressing_bytes(bytes),
-            choice,
-            origin,
-            self,
-            batch_rows,
-            emit,
-        )
+        let emit = |b, t, e, n| {
+            emit(b, t, e, n);
+            true
+        };
+        let input = decompressing_bytes(bytes, self.max_unpacked_bytes);
+        frame_input(input, choice, origin, self, batch_rows, Caps::NONE, emit);
+        Ok(())
     }
 }
 
@@ -201,22 +255,69 @@ fn frame_input(
     origin: &str,
     intake: &Intake,
     batch_rows: usize,
-    mut emit: impl FnMut(Batch, Tally, Vec<RecordError>, u64),
-) -> std::io::Result<()> {
+    caps: Caps,
+    mut emit: impl FnMut(Batch, Tally, Vec<RecordError>, u64) -> bool,
+) -> Framed {
     let mut framer = Framer::new(reader, intake.max_record_bytes);
     let mut filling = Filling::new(intake);
+    let mut framed = Framed::default();
+    let (mut records, mut kept) = (0u64, 0u64);
     let mut last_bytes = 0u64;
     let now = chrono::Utc::now();
     while let Some(piece) = framer.next() {
+        if records == caps.max_records {
+            framed.cut_short = true;
+            break;
+        }
+        records += 1;
+        let dead_before = filling.batch.dead_letters.len();
         filling.add(intake, choice, origin, piece, now);
+        if filling.batch.dead_letters.len() > dead_before {
+            if kept == caps.max_dead_letters {
+                filling.batch.dead_letters.pop();
+                filling.errors.pop();
+                framed.dead_letters_dropped += 1;
+            } else {
+                kept += 1;
+            }
+        }
         if filling.batch.rows() >= batch_rows {
             let bytes = framer.bytes_read - last_bytes;
             last_bytes = framer.bytes_read;
             let full = std::mem::replace(&mut filling, Filling::new(intake));
-            emit(full.batch, full.tally, full.errors, bytes);
+            if !emit(full.batch, full.tally, full.errors, bytes) {
+                return framed;
+            }
         }
+    }
+    if framed.dead_letters_dropped > 0 {
+        // One dead letter stands for the rejected records that were not kept.
+        let rejection = crate::formats::Rejection::new(
+            crate::formats::ErrorKind::TooLarge,
+            format!(
+                "{} more rejected record(s) in this input were not kept (over {} dead letters per input)",
+                framed.dead_letters_dropped, caps.max_dead_letters
+            ),
+        );
+        let summary = intake.normalizer.dead_letter(
+            choice.label(),
+            format!(
+                "{origin}:summary:{}",
+                now.timestamp_nanos_opt().unwrap_or(0)
+            ),
+            &rejection,
+            b"",
+            0,
+            now,
+        );
+        filling.errors.push(RecordError {
+            record: "summary".into(),
+            error_kind: summary.error_kind.clone(),
+            reason: summary.reason.clone(),
+        });
+        filling.batch.dead_letters.push(summary);
     }
     let bytes = framer.bytes_read - last_bytes;
     emit(filling.batch, filling.tally, filling.errors, bytes);
-    Ok(())
+    framed
 }

@@ -64,14 +64,19 @@ impl Piece {
     }
 }
 
-/// Wraps a reader, transparently un-gzipping it when it starts with the gzip magic bytes.
-pub fn decompressing<R: Read + 'static>(reader: R) -> io::Result<Box<dyn BufRead>> {
+/// Wraps a reader, transparently un-gzipping it when it starts with the gzip magic bytes. A
+/// gzip input may unpack to at most `max_unpacked` bytes: past them the reader fails, so a
+/// decompression bomb costs its first bytes, not the machine.
+pub fn decompressing<R: Read + 'static>(
+    reader: R,
+    max_unpacked: u64,
+) -> io::Result<Box<dyn BufRead>> {
     let mut buffered = BufReader::with_capacity(256 * 1024, reader);
     let head = buffered.fill_buf()?;
     if head.starts_with(&[0x1f, 0x8b]) {
         Ok(Box::new(BufReader::with_capacity(
             256 * 1024,
-            MultiGzDecoder::new(buffered),
+            Unpacked::new(MultiGzDecoder::new(buffered), max_unpacked),
         )))
     } else {
         Ok(Box::new(buffered))
@@ -80,14 +85,56 @@ pub fn decompressing<R: Read + 'static>(reader: R) -> io::Result<Box<dyn BufRead
 
 /// [`decompressing`] for input already in memory (a Kafka message, an HTTP body): plain bytes
 /// are read in place, without a 256 KiB buffer per input.
-pub fn decompressing_bytes(bytes: Vec<u8>) -> Box<dyn BufRead> {
+pub fn decompressing_bytes(bytes: Vec<u8>, max_unpacked: u64) -> Box<dyn BufRead> {
     if bytes.starts_with(&[0x1f, 0x8b]) {
         Box::new(BufReader::with_capacity(
             64 * 1024,
-            MultiGzDecoder::new(io::Cursor::new(bytes)),
+            Unpacked::new(MultiGzDecoder::new(io::Cursor::new(bytes)), max_unpacked),
         ))
     } else {
         Box::new(io::Cursor::new(bytes))
+    }
+}
+
+/// A decompressed stream that fails once it has produced more than its cap.
+struct Unpacked<R> {
+    inner: R,
+    left: u64,
+    cap: u64,
+}
+
+impl<R> Unpacked<R> {
+    fn new(inner: R, cap: u64) -> Unpacked<R> {
+        Unpacked {
+            inner,
+            left: cap,
+            cap,
+        }
+    }
+}
+
+impl<R: Read> Read for Unpacked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            // One byte more tells a stream that ends exactly at the cap from a larger one.
+            let mut probe = [0u8; 1];
+            return match self.inner.read(&mut probe)? {
+                0 => Ok(0),
+                _ => Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "gzip input unpacks to more than {} bytes (limits.max_unpacked_bytes); the rest is refused",
+                        self.cap
+                    ),
+                )),
+            };
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        self.left -= n as u64;
+        Ok(n)
     }
 }
 
@@ -351,7 +398,7 @@ mod tests {
     use super::*;
 
     fn pieces(input: &[u8], max: usize) -> Vec<Piece> {
-        let reader = decompressing(std::io::Cursor::new(input.to_vec())).unwrap();
+        let reader = decompressing(std::io::Cursor::new(input.to_vec()), 1 << 30).unwrap();
         Framer::new(reader, max).collect()
     }
 
@@ -455,6 +502,42 @@ mod tests {
             panic!("expected a broken tail")
         };
         assert_eq!(b.rejection.kind, ErrorKind::Decompression);
+    }
+
+    #[test]
+    fn a_gzip_bomb_unpacks_only_to_its_cap() {
+        use flate2::{Compression, write::GzEncoder};
+        use std::io::Write;
+        // 4 million `{}` lines: ~12 KB gzipped, 12 MB unpacked.
+        let mut enc = GzEncoder::new(Vec::new(), Compression::best());
+        for _ in 0..4_000_000 {
+            enc.write_all(b"{}\n").unwrap();
+        }
+        let gz = enc.finish().unwrap();
+        assert!(gz.len() < 64 << 10, "{}", gz.len());
+        for reader in [
+            decompressing(std::io::Cursor::new(gz.clone()), 3_000).unwrap(),
+            decompressing_bytes(gz.clone(), 3_000),
+        ] {
+            let ps: Vec<Piece> = Framer::new(reader, 1024).collect();
+            assert_eq!(
+                records(&ps).len(),
+                1000,
+                "the first 3,000 bytes, then a refusal"
+            );
+            let Some(Piece::Broken(b)) = ps.last() else {
+                panic!("expected a refusal")
+            };
+            assert_eq!(b.rejection.kind, ErrorKind::Decompression);
+            assert!(
+                b.rejection.reason.contains("max_unpacked_bytes"),
+                "{}",
+                b.rejection.reason
+            );
+        }
+        // Exactly at the cap is whole.
+        let ps: Vec<Piece> = Framer::new(decompressing_bytes(gz, 12_000_000), 1024).collect();
+        assert_eq!(records(&ps).len(), 4_000_000);
     }
 
     #[test]

@@ -1,0 +1,258 @@
+//! Hostile input against `credtrail ingest` on loopback: decompression and record bombs, slow
+//! and silent connections, a flood of idle ones. Each attack is bounded in count and time, and
+//! each test asserts the fixed behaviour: a fast, clear answer; peak memory under a stated bound
+//! (printed); good clients still answered.
+
+mod support;
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+use support::{ClickHouse, Collector};
+
+/// Peak resident memory of a process in MiB (`VmHWM`).
+fn peak_mib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        / 1024
+}
+
+fn gzip(parts: impl Iterator<Item = Vec<u8>>) -> Vec<u8> {
+    let mut enc = GzEncoder::new(Vec::new(), Compression::best());
+    for p in parts {
+        enc.write_all(&p).unwrap();
+    }
+    enc.finish().unwrap()
+}
+
+/// A raw POST: status and body text.
+fn post(c: &Collector, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+    let mut req = support::agent().post(format!("{}{path}", c.url));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut r = req.send(body).expect("request");
+    let status = r.status().as_u16();
+    (status, r.body_mut().read_to_string().unwrap_or_default())
+}
+
+/// The bound every bomb must stay under: a few batches and buffers, not the bomb.
+const PEAK_BOUND_MIB: u64 = 400;
+
+#[test]
+fn decompression_and_record_bombs_answer_fast_in_bounded_memory() {
+    let ch = ClickHouse::start();
+    ch.migrate();
+    let c = Collector::start(
+        &ch,
+        &[
+            ("CREDTRAIL_HTTP_ALLOW_UNAUTHENTICATED", "true"),
+            (
+                "CREDTRAIL_LIMITS_MAX_UNPACKED_BYTES",
+                &(64u64 << 20).to_string(),
+            ),
+        ],
+    );
+    let pid = c.pid();
+    println!("collector at rest: peak {} MiB", peak_mib(pid));
+
+    // 4 million `{}` lines, gzipped without Content-Encoding: ~12 KB that unpack to 12 MB of
+    // records. Cut at http.max_records_per_request (200,000), 1,000 dead letters kept and one
+    // summary, answered 413.
+    let bomb = gzip((0..4_000_000).map(|_| b"{}\n".to_vec()));
+    let started = Instant::now();
+    let (status, body) = post(&c, "/v1/ingest/auto", &[], &bomb);
+    let took = started.elapsed();
+    assert_eq!(status, 413, "{}", &body[..body.len().min(400)]);
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["cut_short"], true);
+    assert_eq!(answer["records"], 200_000);
+    assert_eq!(answer["rejected"], 200_000);
+    let kept = ch.count("SELECT count() FROM dead_letters");
+    assert_eq!(kept, 1_001, "1,000 dead letters and one summary");
+    let summary = ch.query("SELECT reason FROM dead_letters WHERE origin LIKE '%summary%'");
+    assert!(
+        summary.contains("199000 more rejected record(s)"),
+        "{summary}"
+    );
+    println!(
+        "record bomb: {} bytes gzipped, 413 in {took:?}, peak {} MiB",
+        bomb.len(),
+        peak_mib(pid)
+    );
+    assert!(peak_mib(pid) < PEAK_BOUND_MIB);
+
+    // One 512 MiB line of zeros, gzipped (~0.5 MB): unpacking stops at 64 MiB.
+    let zeros = gzip((0..512).map(|_| vec![b'0'; 1 << 20]));
+    let started = Instant::now();
+    let (status, body) = post(&c, "/v1/ingest/auto", &[], &zeros);
+    let took = started.elapsed();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("max_unpacked_bytes"),
+        "{}",
+        &body[..body.len().min(400)]
+    );
+    println!(
+        "decompression bomb: {} bytes gzipped for 512 MiB, refused past 64 MiB in {took:?}, peak {} MiB",
+        zeros.len(),
+        peak_mib(pid)
+    );
+    assert!(peak_mib(pid) < PEAK_BOUND_MIB);
+
+    // OTLP: a million empty log records, ~2 MB of protobuf, gzipped. Counted on the wire and
+    // refused before anything is decoded.
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    let request = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord::default(); 1_000_000],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let otlp = gzip(std::iter::once(prost::Message::encode_to_vec(&request)));
+    let started = Instant::now();
+    let headers = [
+        ("Content-Type", "application/x-protobuf"),
+        ("Content-Encoding", "gzip"),
+    ];
+    let (status, body) = post(&c, "/v1/logs", &headers, &otlp);
+    let took = started.elapsed();
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("nothing was stored"), "{body}");
+    println!(
+        "OTLP bomb: {} bytes gzipped, 1,000,000 records, 413 in {took:?}, peak {} MiB",
+        otlp.len(),
+        peak_mib(pid)
+    );
+    assert!(peak_mib(pid) < PEAK_BOUND_MIB);
+
+    // Good records beside all that are still stored.
+    let good = std::fs::read(support::fixtures().join("cloudtrail/run_success_plan.json")).unwrap();
+    let (status, body) = post(&c, "/v1/ingest/cloudtrail", &[], &good);
+    assert_eq!(status, 200, "{body}");
+    assert!(ch.count("SELECT count() FROM events") >= 1);
+}
+
+/// Whether the server closed a connection (a read returns end of file or an error) within
+/// `within`.
+fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 512];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue, // a 408 or 400 answer, then the close
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+#[test]
+fn slow_and_idle_connections_are_closed_while_good_clients_are_answered() {
+    let ch = ClickHouse::start();
+    ch.migrate();
+    let c = Collector::start(
+        &ch,
+        &[
+            ("CREDTRAIL_HTTP_ALLOW_UNAUTHENTICATED", "true"),
+            ("CREDTRAIL_HTTP_HEADER_READ_TIMEOUT_SECS", "2"),
+            ("CREDTRAIL_HTTP_BODY_READ_TIMEOUT_SECS", "3"),
+            ("CREDTRAIL_HTTP_MAX_CONNECTIONS", "64"),
+        ],
+    );
+    let pid = c.pid();
+    let addr = c.url.trim_start_matches("http://").to_owned();
+    let at_rest = open_fds(pid);
+
+    // Slowloris: 20 connections that never finish their headers, and 10 whose body trickles.
+    let mut slow = Vec::new();
+    for i in 0..30 {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        if i < 20 {
+            s.write_all(b"POST /v1/ingest/auto HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .unwrap();
+        } else {
+            s.write_all(
+                b"POST /v1/ingest/auto HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{",
+            )
+            .unwrap();
+        }
+        slow.push(s);
+    }
+    // An idle flood: 200 connections that send nothing, over three times the cap.
+    let idle: Vec<TcpStream> = (0..200)
+        .filter_map(|_| TcpStream::connect(&addr).ok())
+        .collect();
+    let flooded = open_fds(pid);
+
+    // A good client keeps being answered: health and an ingest, retried while the cap is full.
+    let good = std::fs::read(support::fixtures().join("cloudtrail/run_success_plan.json")).unwrap();
+    let started = Instant::now();
+    let answered = loop {
+        let health = support::agent().get(format!("{}/healthz", c.url)).call();
+        let ingest = support::agent()
+            .post(format!("{}/v1/ingest/cloudtrail", c.url))
+            .send(&good[..]);
+        if matches!((&health, &ingest), (Ok(h), Ok(i)) if h.status() == 200 && i.status() == 200) {
+            break started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "a good client was not answered"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    println!("good client answered after {answered:?} with 30 slow and 200 idle connections open");
+
+    // Every slow connection is closed by the header or body deadline.
+    let closed = slow
+        .iter_mut()
+        .map(|s| closed_within(s, Duration::from_secs(6)))
+        .filter(|closed| *closed)
+        .count();
+    assert_eq!(closed, 30, "slow connections still open");
+    // Silent ones too (the first were admitted under the cap, the rest closed at once).
+    let mut idle = idle;
+    let silent_closed = idle
+        .iter_mut()
+        .take(5)
+        .map(|s| closed_within(s, Duration::from_secs(6)))
+        .filter(|closed| *closed)
+        .count();
+    assert_eq!(silent_closed, 5, "silent connections still open");
+    drop(idle);
+    std::thread::sleep(Duration::from_millis(500));
+    let after = open_fds(pid);
+    println!(
+        "descriptors: {at_rest} at rest, {flooded} under the flood (cap 64 connections), {after} after"
+    );
+    assert!(
+        flooded <= at_rest + 64 + 8,
+        "the cap held descriptors: {flooded}"
+    );
+    assert!(after <= at_rest + 8, "descriptors came back: {after}");
+    assert!(ch.count("SELECT count() FROM events") >= 1);
+}
