@@ -256,3 +256,99 @@ fn slow_and_idle_connections_are_closed_while_good_clients_are_answered() {
     assert!(after <= at_rest + 8, "descriptors came back: {after}");
     assert!(ch.count("SELECT count() FROM events") >= 1);
 }
+
+/// Secrets of every shape, planted in text fields of several formats: none may reach a stored
+/// column, a dead letter, an answer or a lookup.
+#[test]
+fn planted_secrets_reach_no_column_dead_letter_or_answer() {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let jwt = format!(
+        "{}.{}.{}",
+        b64(r#"{"alg":"RS256","typ":"JWT"}"#),
+        b64(r#"{"sub":"organization:acme:project:p:workspace:w:run_phase:plan","jti":"planted"}"#),
+        b64("signature-bytes")
+    );
+    let vault = "hvs.CAESIPlantedVaultToken0123456789abcdef";
+    let session = format!("IQoJb3JpZ2luX2VjEPlanted{}", "Q".repeat(120));
+    let secret_key = "wJalrXUtnFEMIPlantedSecretKeyEXAMPLEKEY1";
+    let secrets = [jwt.as_str(), vault, session.as_str(), secret_key];
+
+    let ch = ClickHouse::start();
+    ch.migrate();
+    let c = Collector::start(&ch, &[("CREDTRAIL_HTTP_ALLOW_UNAUTHENTICATED", "true")]);
+    let line = |path: &str| -> serde_json::Value {
+        let text = std::fs::read_to_string(support::fixtures().join(path)).unwrap();
+        serde_json::from_str(text.lines().next().unwrap()).unwrap()
+    };
+    // CloudTrail: a JWT in the user agent, an AWS secret key and a session token in the error.
+    let mut ct = line("cloudtrail/failures.ndjson");
+    ct["userAgent"] = format!("curl/8.5 {jwt}").into();
+    ct["errorMessage"] =
+        format!("aws_secret_access_key={secret_key} token {session} rejected").into();
+    // GCP: a Vault token in the caller's user agent.
+    let mut gcp = line("gcp/failures.ndjson");
+    gcp["protoPayload"]["requestMetadata"]["callerSuppliedUserAgent"] =
+        format!("google-api-go {vault}").into();
+    let mut answers = String::new();
+    for (source, record) in [("cloudtrail", &ct), ("gcp", &gcp)] {
+        let (status, body) = post(
+            &c,
+            &format!("/v1/ingest/{source}"),
+            &[],
+            record.to_string().as_bytes(),
+        );
+        assert_eq!(status, 200, "{body}");
+        answers.push_str(&body);
+    }
+    // Dead letters: a JSON-escaped JWT in a broken record, a Vault token as an issuance `token`.
+    let escaped = jwt.replacen('e', "\\u0065", 1);
+    let broken = format!(r#"{{"eventSource":"sts.amazonaws.com","userAgent":"{escaped}","#);
+    let issuance = format!(r#"{{"provider":"vault","alias_tag":"","token":"{vault}"}}"#);
+    for (source, body) in [("auto", broken), ("issuance", issuance)] {
+        let (status, answer) = post(&c, &format!("/v1/ingest/{source}"), &[], body.as_bytes());
+        assert_eq!(status, 200, "{answer}");
+        answers.push_str(&answer);
+    }
+    assert_eq!(ch.count("SELECT count() FROM events"), 2);
+    assert_eq!(ch.count("SELECT count() FROM dead_letters"), 2);
+    ch.credtrail_ok(&["detect", "--since", "2000-01-01T00:00:00Z", "--no-settle"]);
+    let mut stored = String::new();
+    for table in ["events", "dead_letters", "findings"] {
+        stored.push_str(&ch.query(&format!("SELECT * FROM {table} FORMAT TSV")));
+    }
+    let lookup = ch.credtrail_ok(&["query", "token", &jwt, "--format", "json"]);
+    let findings = ch.credtrail_ok(&[
+        "findings",
+        "--since",
+        "2000-01-01T00:00:00Z",
+        "--format",
+        "json",
+    ]);
+    for (what, text) in [
+        ("tables", &stored),
+        ("answers", &answers),
+        ("token lookup", &lookup),
+        ("findings", &findings),
+    ] {
+        for secret in secrets {
+            assert!(
+                !text.contains(secret),
+                "{what} hold a planted secret: {}",
+                &secret[..12]
+            );
+        }
+        assert!(
+            !text.contains("Planted"),
+            "{what} hold part of a planted secret"
+        );
+    }
+    assert!(
+        stored.contains("<redacted-jwt sha256:"),
+        "the fingerprints stay"
+    );
+    assert!(
+        lookup.contains(&credtrail_ingest::fingerprint::token_fingerprint(&jwt)),
+        "{lookup}"
+    );
+}

@@ -2,7 +2,7 @@
 //! becomes a dead letter. Sources (HTTP, replay) call [`Normalizer::piece`] and hand the rows to
 //! the sink; they never decide a record's fate themselves.
 
-use crate::fingerprint::{hash_parts, redact_jwts, sha256_hex};
+use crate::fingerprint::{hash_parts, redact_secrets, sha256_hex};
 use crate::formats::cloudtrail::activity;
 use crate::formats::framing::Piece;
 use crate::formats::{
@@ -144,7 +144,13 @@ impl Normalizer {
         now: DateTime<Utc>,
     ) -> DeadLetterRow {
         let raw_sha256 = sha256_hex(bytes);
-        let capped = &bytes[..bytes.len().min(self.max_dead_letter_bytes)];
+        // Redacted whole, then capped: a cut could leave half a token that no longer looks like
+        // one. Past a few cap lengths the rest cannot show up in the kept bytes anyway.
+        let head = &bytes[..bytes
+            .len()
+            .min(self.max_dead_letter_bytes.saturating_mul(4))];
+        let redacted = redact_secrets(head);
+        let capped = &redacted[..redacted.len().min(self.max_dead_letter_bytes)];
         DeadLetterRow {
             received_time: DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now),
             dedup_key: hash_parts(&[source.as_bytes(), origin.as_bytes(), raw_sha256.as_bytes()]),
@@ -154,7 +160,7 @@ impl Normalizer {
             reason: rejection.reason.clone(),
             raw_size: size,
             raw_sha256,
-            raw: redact_jwts(capped).into_owned(),
+            raw: capped.to_vec(),
         }
     }
 }

@@ -44,6 +44,15 @@ pub struct TokenReport {
 }
 
 pub async fn report(store: &Store, token: &str, span: &Span) -> Result<TokenReport, QueryError> {
+    // A raw token is looked up by its fingerprint: it never reaches ClickHouse (or its query
+    // log) or the answer.
+    let fingerprinted;
+    let token = if credtrail_ingest::fingerprint::contains_secret(token.as_bytes()) {
+        fingerprinted = credtrail_ingest::fingerprint::token_fingerprint(token);
+        fingerprinted.as_str()
+    } else {
+        token
+    };
     let kind = KeyKind::of_token(token);
     let sql = match kind {
         KeyKind::Fingerprint => BY_FINGERPRINT_SQL,

@@ -20,7 +20,7 @@
 pub mod trust;
 
 use super::{JsonStr, Normalized, Rejection, parse_json, parse_time};
-use crate::fingerprint::{redact_jwts, redact_jwts_str};
+use crate::fingerprint::{redact_secrets, redact_secrets_str};
 use crate::model::{EventKind, EventRow, Source, Text, ip_from_text, outcome};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -327,7 +327,7 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized,
             } else {
                 format!("AADSTS{code}").into()
             };
-            out.error_message = Text::from(redact_jwts_str(sign_in.description));
+            out.error_message = Text::from(redact_secrets_str(sign_in.description));
         }
     }
     // Failures name the assertion; successes do not, and attribution fills the rest.
@@ -351,7 +351,7 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized,
     out.session_name = sign_in.resource.into();
     out.actor = sign_in.service_principal_id.into();
     out.source_ip = ip_from_text(Some(sign_in.ip));
-    out.raw = redact_jwts(bytes).into_owned();
+    out.raw = redact_secrets(bytes).into_owned();
     Ok(Normalized::Event(Box::new(out)))
 }
 

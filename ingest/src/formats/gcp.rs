@@ -16,7 +16,7 @@
 pub mod trust;
 
 use super::{JsonStr, Normalized, Rejection, parse_json, parse_time};
-use crate::fingerprint::redact_jwts;
+use crate::fingerprint::redact_secrets;
 use crate::model::{EventKind, EventRow, Source, Text, ip_from_text, outcome};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -211,7 +211,7 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized,
             row.outcome = outcome::FAILURE.into();
             row.error_code = status_name(code).into();
             let message = status.and_then(|s| s.message.as_deref()).unwrap_or("");
-            row.error_message = Text::from(crate::fingerprint::redact_jwts_str(message));
+            row.error_message = Text::from(crate::fingerprint::redact_secrets_str(message));
         }
     }
 
@@ -275,7 +275,7 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized,
         row.source_ip = ip_from_text(meta.caller_ip.as_deref());
         row.user_agent = meta.user_agent.as_deref().unwrap_or("").into();
     }
-    row.raw = redact_jwts(bytes).into_owned();
+    row.raw = redact_secrets(bytes).into_owned();
     Ok(Normalized::Event(Box::new(row)))
 }
 

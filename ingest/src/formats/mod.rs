@@ -117,7 +117,7 @@ impl Rejection {
             ErrorKind::InvalidValue,
             format!(
                 "invalid value at `{field}`: {:?}",
-                crate::fingerprint::redact_jwts_str(&shown)
+                crate::fingerprint::redact_secrets_str(&shown)
             ),
         )
     }
@@ -168,9 +168,9 @@ fn explain_json_error<'a, T: Deserialize<'a>>(
         Ok(_) => return Rejection::new(ErrorKind::InvalidJson, first.to_string()),
     };
     // A path names the input's keys, and a key may be JWT-shaped (found by `fuzz issuance`).
-    let path = crate::fingerprint::redact_jwts_str(&err.path().to_string());
+    let path = crate::fingerprint::redact_secrets_str(&err.path().to_string());
     let inner = err.into_inner();
-    let message = crate::fingerprint::redact_jwts_str(&inner.to_string());
+    let message = crate::fingerprint::redact_secrets_str(&inner.to_string());
     let kind = match inner.classify() {
         serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
             return Rejection::new(ErrorKind::InvalidJson, format!("invalid JSON: {message}"));

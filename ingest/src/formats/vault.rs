@@ -15,7 +15,7 @@
 //! its revocation.
 
 use super::{JsonStr, Normalized, Rejection, parse_json, parse_time};
-use crate::fingerprint::{redact_jwts, redact_jwts_str};
+use crate::fingerprint::{redact_secrets, redact_secrets_str};
 use crate::model::{EventKind, EventRow, Source, Text, ip_from_text, outcome, split_colons};
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
@@ -157,7 +157,7 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized,
         Some(error) if !error.is_empty() => {
             row.outcome = outcome::FAILURE.into();
             row.error_code = error_code(error).into();
-            row.error_message = Text::from(redact_jwts_str(error));
+            row.error_message = Text::from(redact_secrets_str(error));
         }
         _ => row.outcome = outcome::SUCCESS.into(),
     }
@@ -211,7 +211,7 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized,
         .and_then(|(_, v)| v.first())
         .map(|v| Text::from(&**v))
         .unwrap_or_default();
-    row.raw = redact_jwts(bytes).into_owned();
+    row.raw = redact_secrets(bytes).into_owned();
     Ok(Normalized::Event(Box::new(row)))
 }
 

@@ -216,6 +216,59 @@ fn test_exchange(id: &str, org: &str, workspace: &str, time: DateTime<Utc>) -> E
 }
 
 impl EventRow {
+    /// Replaces anything secret-shaped in every text column and in `raw` by its fingerprint
+    /// ([`crate::fingerprint::redact_secrets`]). The intake applies it to every row it makes, so
+    /// no format can forget a field: a token in a user agent, an error message or an id is
+    /// never stored, listed or shown.
+    pub fn redact_secrets(&mut self) {
+        use crate::fingerprint::{may_hold_secret, redact_secrets};
+        use std::borrow::Cow;
+        // Every column is taken from the record `raw` keeps (literally: JSON escapes count as
+        // suspect); a format that scrubbed `raw` left a `<redacted-` stand-in there. So a clean
+        // `raw` means clean columns, and the common case costs one pass.
+        if !self.raw.is_empty() && !may_hold_secret(&self.raw) {
+            return;
+        }
+        for text in [
+            &mut self.event_kind,
+            &mut self.source_event_id,
+            &mut self.provider,
+            &mut self.event_name,
+            &mut self.outcome,
+            &mut self.error_code,
+            &mut self.error_message,
+            &mut self.issuer,
+            &mut self.audience,
+            &mut self.subject,
+            &mut self.org_name,
+            &mut self.project_name,
+            &mut self.workspace_name,
+            &mut self.run_phase,
+            &mut self.org_id,
+            &mut self.project_id,
+            &mut self.workspace_id,
+            &mut self.run_id,
+            &mut self.jti,
+            &mut self.alias_tag,
+            &mut self.region,
+            &mut self.target_account,
+            &mut self.target_principal,
+            &mut self.session_name,
+            &mut self.session_id,
+            &mut self.user_agent,
+            &mut self.actor,
+            &mut self.variable_key,
+            &mut self.credential_id,
+        ] {
+            if let Cow::Owned(clean) = redact_secrets(text.as_bytes()) {
+                *text = Text::from(String::from_utf8_lossy(&clean).as_ref());
+            }
+        }
+        if let Cow::Owned(clean) = redact_secrets(&self.raw) {
+            self.raw = clean;
+        }
+    }
+
     /// A row with the identity of its source event filled in and everything else empty.
     pub fn new(
         kind: EventKind,

@@ -191,6 +191,7 @@ impl Filling {
         self.tally.records += 1;
         match intake.normalizer.piece(choice, origin, piece, now) {
             Outcome::Event(mut row) => {
+                row.redact_secrets();
                 self.attributor.attribute(&mut row);
                 metrics
                     .records

@@ -15,7 +15,7 @@ pub mod activity;
 pub mod trust;
 
 use super::{JsonStr, Normalized, Rejection, parse_json, parse_time};
-use crate::fingerprint::{redact_jwts, token_fingerprint};
+use crate::fingerprint::{redact_secrets, token_fingerprint};
 use crate::model::{EventKind, EventRow, Source, Text, ip_from_text, outcome, split_colons};
 use chrono::format::{Item, Parsed, StrftimeItems};
 use chrono::{DateTime, Utc};
@@ -241,7 +241,7 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized,
 
     row.source_ip = ip_from_text(record.source_ip_address.as_deref());
     row.user_agent = record.user_agent.as_deref().unwrap_or("").into();
-    row.raw = redact_jwts(&raw).into_owned();
+    row.raw = redact_secrets(&raw).into_owned();
     Ok(Normalized::Event(Box::new(row)))
 }
 

@@ -79,7 +79,7 @@ fn row(
             row.error_code = super::status_name(code).into();
             let message = payload["status"]["message"].as_str().unwrap_or("");
             row.error_message =
-                crate::model::Text::from(crate::fingerprint::redact_jwts_str(message));
+                crate::model::Text::from(crate::fingerprint::redact_secrets_str(message));
         }
     }
     if pool {
@@ -122,7 +122,7 @@ fn row(
     row.actor = text(&payload["authenticationInfo"]["principalEmail"]).into();
     row.source_ip = ip_from_text(payload["requestMetadata"]["callerIp"].as_str());
     row.user_agent = text(&payload["requestMetadata"]["callerSuppliedUserAgent"]).into();
-    row.raw = crate::fingerprint::redact_jwts(bytes).into_owned();
+    row.raw = crate::fingerprint::redact_secrets(bytes).into_owned();
     Ok(row)
 }
 
