@@ -352,3 +352,68 @@ fn planted_secrets_reach_no_column_dead_letter_or_answer() {
         "{lookup}"
     );
 }
+
+/// A user agent that carries terminal sequences and starts a formula, shown by every table and
+/// CSV output: escaped on the terminal, never a formula in a spreadsheet, and CSV always works.
+#[test]
+fn terminal_and_spreadsheet_output_show_hostile_text_inert() {
+    let ch = ClickHouse::start();
+    ch.migrate();
+    let agent = "=HYPERLINK(\"http://evil\")\u{1b}[2J\u{1b}]0;pwned\u{7}\u{1b}]8;;http://evil\u{1b}\\x\u{202e}\n│ forged │";
+    let mut record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(support::fixtures().join("cloudtrail/run_success_plan.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    record["userAgent"] = agent.into();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hostile.json");
+    std::fs::write(&file, record.to_string()).unwrap();
+    ch.credtrail_files(&["replay"], &[file]);
+    ch.credtrail_ok(&["detect", "--since", "2000-01-01T00:00:00Z", "--no-settle"]);
+    let since = ["--since", "2000-01-01T00:00:00Z"];
+    let run = "run-LMCK4SSiBfR6Y6rb";
+    let role = "arn:aws:iam::111122223333:role/tfc-network-prod-plan";
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["findings"],
+        vec!["query", "workspace", "network-prod"],
+        vec!["query", "principal", role],
+        vec!["query", "run", run],
+        vec!["query", "sql", "SELECT user_agent, event_name FROM events"],
+    ];
+    for command in commands {
+        for format in ["table", "csv"] {
+            let mut args = command.clone();
+            if command[0] != "query" || command[1] != "sql" {
+                args.extend(since);
+            }
+            args.extend(["--format", format]);
+            let out = ch.credtrail_ok(&args);
+            assert!(
+                !out.contains('\u{1b}') && !out.contains('\u{7}') && !out.contains('\u{202e}'),
+                "{args:?} printed a raw control character:\n{out}"
+            );
+            if format == "csv" {
+                let mut reader = csv::ReaderBuilder::new()
+                    .has_headers(false)
+                    .from_reader(out.as_bytes());
+                let cells: Vec<String> = reader
+                    .records()
+                    .flat_map(|r| r.unwrap().iter().map(str::to_owned).collect::<Vec<_>>())
+                    .collect();
+                assert!(
+                    cells
+                        .iter()
+                        .all(|c| !c.starts_with(['=', '+', '-', '@', '\t', '\r'])),
+                    "{args:?}: a cell starts a formula: {cells:?}"
+                );
+            }
+            if command == ["query", "sql", "SELECT user_agent, event_name FROM events"] {
+                assert!(
+                    out.contains("\\x1b[2J"),
+                    "{args:?} shows the escape:\n{out}"
+                );
+            }
+        }
+    }
+}

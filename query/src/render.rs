@@ -1,8 +1,102 @@
 //! Output formats shared by every query: an aligned table for people, JSON (an array of objects
 //! whose fields are the stable, documented names) and CSV for spreadsheets.
+//!
+//! Every cell comes from logs that strangers write. In a table each one goes through
+//! [`visible`], so a user agent cannot clear the analyst's screen, retitle the window, plant a
+//! hyperlink or forge a row; in CSV through [`spreadsheet_cell`] as well, so a cell cannot run
+//! as a formula. JSON escapes by itself.
 
 use crate::QueryError;
 use serde::Serialize;
+use std::borrow::Cow;
+
+/// Characters that move the cursor, change the terminal or reorder and hide text: C0 and C1
+/// controls (ESC starts every terminal sequence), bidirectional overrides and isolates, and
+/// zero-width characters.
+fn is_hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// Text safe to print: every hidden character shown as an escape: `\x1b` for C0 controls,
+/// `\u202e` (JSON's own escape, so JSON output stays valid) for the rest.
+pub fn visible(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(is_hidden) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            c if !is_hidden(c) => out.push(c),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push_str(&format!("\\u{:04x}", c as u32)),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Output for a terminal, in any format: every hidden character escaped but the line breaks.
+/// Table and CSV cells are already [`visible`] (their newlines escaped), so the lines left are
+/// the report's own; in JSON, only characters serde_json leaves raw can be hidden (DEL, C1
+/// controls, bidi and zero-width), and their `\uXXXX` escapes keep it valid JSON.
+pub fn terminal(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(|c| c != '\n' && is_hidden(c)) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(
+        text.split('\n')
+            .map(|line| visible(line).into_owned())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+}
+
+/// A CSV cell a spreadsheet shows as text: visible, and one that would start a formula (`=`,
+/// `+`, `-`, `@`, a tab or a carriage return) is prefixed with `'`, as OWASP advises.
+pub fn spreadsheet_cell(text: &str) -> Cow<'_, str> {
+    let shown = visible(text);
+    if shown.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        Cow::Owned(format!("'{shown}"))
+    } else {
+        shown
+    }
+}
+
+/// CSV of a header row and string rows, every cell made [`spreadsheet_cell`].
+pub fn csv<'a>(
+    headers: impl IntoIterator<Item = &'a str>,
+    rows: impl IntoIterator<Item = Vec<String>>,
+) -> Result<String, QueryError> {
+    let out = |e: &dyn std::fmt::Display| QueryError::Output(e.to_string());
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(
+        headers
+            .into_iter()
+            .map(spreadsheet_cell)
+            .map(|c| c.into_owned()),
+    )
+    .map_err(|e| out(&e))?;
+    for row in rows {
+        w.write_record(row.iter().map(|c| spreadsheet_cell(c).into_owned()))
+            .map_err(|e| out(&e))?;
+    }
+    let bytes = w.into_inner().map_err(|e| out(&e))?;
+    String::from_utf8(bytes).map_err(|e| out(&e))
+}
+
+/// An aligned table, every cell made [`visible`].
+pub fn table<'a>(
+    headers: impl IntoIterator<Item = &'a str>,
+    rows: impl IntoIterator<Item = Vec<String>>,
+) -> String {
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    t.set_header(headers.into_iter().map(|h| visible(h).into_owned()));
+    for row in rows {
+        t.add_row(row.iter().map(|c| visible(c).into_owned()));
+    }
+    format!("{t}\n")
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -48,25 +142,74 @@ pub trait Tabular: Serialize {
 pub fn render<T: Tabular>(rows: &[T], format: Format) -> Result<String, QueryError> {
     match format {
         Format::Json => json(&rows),
-        Format::Csv => {
-            let mut w = csv::Writer::from_writer(Vec::new());
-            for r in rows {
-                w.serialize(r)
-                    .map_err(|e| QueryError::Output(e.to_string()))?;
-            }
-            let bytes = w
-                .into_inner()
-                .map_err(|e| QueryError::Output(e.to_string()))?;
-            String::from_utf8(bytes).map_err(|e| QueryError::Output(e.to_string()))
-        }
-        Format::Table => {
-            let mut t = comfy_table::Table::new();
-            t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
-            t.set_header(T::headers());
-            for r in rows {
-                t.add_row(r.cells());
-            }
-            Ok(format!("{t}\n"))
-        }
+        // From the cells, not serde: rows hold lists (evidence), which CSV cannot.
+        Format::Csv => csv(
+            T::headers().iter().copied(),
+            rows.iter().map(Tabular::cells),
+        ),
+        Format::Table => Ok(table(
+            T::headers().iter().copied(),
+            rows.iter().map(Tabular::cells),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_sequences_and_hidden_text_are_shown_not_obeyed() {
+        // Clear screen, retitle the window, an OSC 8 hyperlink, a forged row, a bidi override.
+        let hostile =
+            "aws-cli\x1b[2J\x1b]0;pwned\x07\x1b]8;;http://x\x1b\\\\link\n│ fake │\u{202e}txt";
+        let shown = visible(hostile);
+        assert!(!shown.chars().any(is_hidden), "{shown}");
+        assert!(
+            shown.contains("\\x1b[2J") && shown.contains("\\x0a") && shown.contains("\\u202e"),
+            "{shown}"
+        );
+        assert!(matches!(
+            visible("terraform-provider-aws/5.70.0"),
+            Cow::Borrowed(_)
+        ));
+        let t = table(["agent"], [vec![hostile.to_owned()]]);
+        assert!(!t.contains('\x1b') && !t.contains('\u{202e}'), "{t}");
+    }
+
+    #[test]
+    fn terminal_output_stays_valid_json() {
+        let json = serde_json::to_string(&["a\u{202e}b\u{7f}c\u{1b}d"]).unwrap();
+        let shown = terminal(&json);
+        let back: Vec<String> = serde_json::from_str(&shown).unwrap();
+        assert_eq!(back, ["a\u{202e}b\u{7f}c\u{1b}d"]);
+        assert!(
+            !shown.contains('\u{202e}') && !shown.contains('\u{7f}'),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn csv_cells_never_start_a_formula() {
+        let out = csv(
+            ["a", "b"],
+            [
+                vec!["=HYPERLINK(\"http://x\")".into(), "-2+3".into()],
+                vec!["@SUM(A1)".into(), "plain".into()],
+            ],
+        )
+        .unwrap();
+        let mut r = ::csv::Reader::from_reader(out.as_bytes());
+        let rows: Vec<Vec<String>> = r
+            .records()
+            .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                vec!["'=HYPERLINK(\"http://x\")", "'-2+3"],
+                vec!["'@SUM(A1)", "plain"]
+            ]
+        );
     }
 }

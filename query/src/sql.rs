@@ -98,7 +98,6 @@ pub fn print(
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    let out = |e: &dyn std::fmt::Display| QueryError::Output(e.to_string());
     match format {
         Format::Json => crate::render::json(&rows),
         _ if rows.is_empty() => Ok(if format == Format::Table {
@@ -106,24 +105,18 @@ pub fn print(
         } else {
             String::new()
         }),
-        Format::Csv => {
-            let mut w = csv::Writer::from_writer(Vec::new());
-            w.write_record(&columns).map_err(|e| out(&e))?;
-            for r in rows {
-                w.write_record(columns.iter().map(|c| cell(&r[c])))
-                    .map_err(|e| out(&e))?;
-            }
-            let bytes = w.into_inner().map_err(|e| out(&e))?;
-            String::from_utf8(bytes).map_err(|e| out(&e))
-        }
+        Format::Csv => crate::render::csv(
+            columns.iter().map(String::as_str),
+            rows.iter()
+                .map(|r| columns.iter().map(|c| cell(&r[c])).collect()),
+        ),
         Format::Table => {
-            let mut t = comfy_table::Table::new();
-            t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
-            t.set_header(&columns);
-            for r in rows {
-                t.add_row(columns.iter().map(|c| cell(&r[c])));
-            }
-            Ok(format!("{t}\n{} rows\n", rows.len()))
+            let t = crate::render::table(
+                columns.iter().map(String::as_str),
+                rows.iter()
+                    .map(|r| columns.iter().map(|c| cell(&r[c])).collect()),
+            );
+            Ok(format!("{t}{} rows\n", rows.len()))
         }
     }
 }

@@ -175,6 +175,7 @@ async fn list(config: Option<&Path>, args: ListArgs) -> anyhow::Result<ExitCode>
         limit: args.limit,
     };
     let rows = findings::list(&store, &filter).await?;
-    print!("{}", findings::print(&rows, args.format)?);
+    let text = findings::print(&rows, args.format)?;
+    print!("{}", credtrail_query::render::terminal(&text));
     Ok(ExitCode::SUCCESS)
 }

@@ -150,6 +150,6 @@ pub async fn run(config: Option<&Path>, query: Query) -> anyhow::Result<ExitCode
             }
         }
     };
-    print!("{text}");
+    print!("{}", credtrail_query::render::terminal(&text));
     Ok(ExitCode::SUCCESS)
 }
