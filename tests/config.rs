@@ -110,3 +110,20 @@ fn example_configuration_is_valid_but_for_its_secret_files() {
     assert!(!ok);
     assert!(out.contains("kafka.sasl_password_file:"), "{out}");
 }
+
+#[test]
+fn credentials_in_the_clickhouse_url_are_refused() {
+    let (ok, out) = validate(
+        "[clickhouse]\nurl = \"http://writer:s3cret@127.0.0.1:8123\"\n[http]\nallow_unauthenticated = true\n",
+        &[],
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("error: clickhouse.url: must not hold credentials"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("s3cret"),
+        "the error does not repeat the password: {out}"
+    );
+}

@@ -417,3 +417,57 @@ fn terminal_and_spreadsheet_output_show_hostile_text_inert() {
         }
     }
 }
+
+/// The forensic API has its own door: an open collector (`http.allow_unauthenticated`) leaves it
+/// shut, it answers only allowed `Host` names, and its answers are neither sniffed nor cached.
+#[test]
+fn the_api_keeps_its_own_token_and_host_checks() {
+    let ch = ClickHouse::start();
+    ch.migrate();
+    let c = Collector::serve(
+        &ch,
+        &[
+            ("CREDTRAIL_HTTP_ALLOW_UNAUTHENTICATED", "true"),
+            ("CREDTRAIL_HTTP_API_TOKENS", "reader-token"),
+        ],
+    );
+    let get = |host: Option<&str>, auth: Option<&str>| {
+        let mut req = support::agent().get(format!("{}/api/v1/findings", c.url));
+        if let Some(h) = host {
+            req = req.header("Host", h);
+        }
+        if let Some(a) = auth {
+            req = req.header("Authorization", a);
+        }
+        let r = req.call().unwrap();
+        let headers = (
+            r.headers()
+                .get("x-content-type-options")
+                .map(|v| v.to_str().unwrap().to_owned()),
+            r.headers()
+                .get("cache-control")
+                .map(|v| v.to_str().unwrap().to_owned()),
+        );
+        (r.status().as_u16(), headers)
+    };
+    assert_eq!(
+        get(None, None).0,
+        401,
+        "no token, though the collector is open"
+    );
+    assert_eq!(get(None, Some("Bearer guess")).0, 401);
+    let (status, headers) = get(None, Some("Bearer reader-token"));
+    assert_eq!(status, 200);
+    assert_eq!(headers, (Some("nosniff".into()), Some("no-store".into())));
+    assert_eq!(
+        get(None, Some("bearer reader-token")).0,
+        200,
+        "the scheme is case-insensitive"
+    );
+    assert_eq!(get(Some("localhost"), Some("Bearer reader-token")).0, 200);
+    assert_eq!(
+        get(Some("attacker.example"), Some("Bearer reader-token")).0,
+        421,
+        "a rebound name is refused"
+    );
+}

@@ -200,6 +200,8 @@ pub struct HttpConfig {
     pub header_read_timeout_secs: u64,
     pub body_read_timeout_secs: u64,
     pub max_connections: usize,
+    pub api_allow_unauthenticated: bool,
+    pub allowed_hosts: String,
 }
 
 impl Default for HttpConfig {
@@ -218,6 +220,8 @@ impl Default for HttpConfig {
             header_read_timeout_secs: 10,
             body_read_timeout_secs: 60,
             max_connections: 512,
+            api_allow_unauthenticated: false,
+            allowed_hosts: String::new(),
         }
     }
 }
@@ -385,6 +389,14 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "http.body_read_timeout_secs",
         "How long a request may take to send its whole body.",
+    ),
+    (
+        "http.api_allow_unauthenticated",
+        "Serve the forensic API and console without a reader token (demos only; http.allow_unauthenticated never opens them).",
+    ),
+    (
+        "http.allowed_hosts",
+        "Comma-separated host names the API and console answer (against DNS rebinding); empty: loopback names when listening on loopback, else any.",
     ),
     (
         "http.max_connections",
@@ -609,6 +621,17 @@ impl Config {
             e.push(err(
                 "clickhouse.url",
                 format!("must be an http:// or https:// URL, got {:?}", ch.url),
+            ));
+        }
+        // `http://user:pass@host` would be silently ignored by the client, and the password
+        // would sit in a config file and in process listings.
+        let authority = ch.url.split_once("://").map_or("", |(_, rest)| {
+            rest.split(['/', '?', '#']).next().unwrap_or("")
+        });
+        if authority.contains('@') {
+            e.push(err(
+                "clickhouse.url",
+                "must not hold credentials: set clickhouse.user and clickhouse.password_file (or CREDTRAIL_CLICKHOUSE_PASSWORD)",
             ));
         }
         if !is_identifier(&ch.database) {

@@ -8,6 +8,7 @@ use anyhow::Context;
 use credtrail_ingest::metrics::Metrics;
 use credtrail_ingest::sources::Intake;
 use credtrail_ingest::sources::bearer::Bearer;
+use credtrail_ingest::sources::hosts::AllowedHosts;
 use credtrail_ingest::sources::kafka::KafkaSource;
 use credtrail_ingest::{sink, sources};
 use credtrail_query::detect::metrics::DetectMetrics;
@@ -96,8 +97,10 @@ pub async fn collect(
         let readers = config
             .http_api_tokens()
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let bearer = Bearer::new(&readers, config.http.allow_unauthenticated);
-        router = router.merge(credtrail_query::api::router(store, bearer));
+        // The API has its own switch: an open collector (demos, tests) is no open forensic API.
+        let bearer = Bearer::new(&readers, config.http.api_allow_unauthenticated);
+        let hosts = AllowedHosts::new(&config.http.allowed_hosts, &config.http.listen);
+        router = router.merge(credtrail_query::api::router(store, bearer, hosts));
     }
     let stopping = stop.clone();
     let shutdown = async move {

@@ -29,10 +29,13 @@ impl Bearer {
         if self.open {
             return true;
         }
+        // The scheme is case-insensitive (RFC 7235): `Bearer`, `bearer`, `BEARER`.
         let Some(presented) = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| v.trim_start().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token)
         else {
             return false;
         };
@@ -66,5 +69,16 @@ mod tests {
         assert!(!b.admits(&HeaderMap::new()));
         assert!(Bearer::new(&[], true).admits(&HeaderMap::new()));
         assert!(!Bearer::new(&[], false).admits(&with("")));
+        for scheme in ["bearer", "BEARER", "BeArEr"] {
+            let mut h = HeaderMap::new();
+            h.insert(
+                header::AUTHORIZATION,
+                format!("{scheme} s3cret").parse().unwrap(),
+            );
+            assert!(b.admits(&h), "{scheme}");
+        }
+        let mut basic = HeaderMap::new();
+        basic.insert(header::AUTHORIZATION, "Basic s3cret".parse().unwrap());
+        assert!(!b.admits(&basic));
     }
 }

@@ -156,7 +156,16 @@ pub async fn serve(
 async fn ready(State(state): State<Arc<AppState>>) -> Response {
     match state.store.ready().await {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")).into_response(),
+        Err(e) => {
+            // ClickHouse's own words (user names, "Wrong password") go to the log, not to
+            // whoever asks.
+            tracing::warn!(error = %e, "not ready");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: ClickHouse or the schema is not available (see the log)\n",
+            )
+                .into_response()
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod bearer;
 pub mod connections;
+pub mod hosts;
 pub mod http;
 #[cfg(feature = "kafka")]
 pub mod kafka;

@@ -15,6 +15,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::Utc;
 use credtrail_ingest::sources::bearer::Bearer;
+use credtrail_ingest::sources::hosts::AllowedHosts;
 use credtrail_ingest::store::Store;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -31,8 +32,9 @@ struct Api {
     bearer: Bearer,
 }
 
-pub fn router(store: Store, bearer: Bearer) -> Router {
+pub fn router(store: Store, bearer: Bearer, hosts: AllowedHosts) -> Router {
     let api = Arc::new(Api { store, bearer });
+    let hosts = Arc::new(hosts);
     Router::new()
         .route("/api/v1/runs/{run_id}", get(run))
         .route("/api/v1/workspaces/{workspace}", get(workspace))
@@ -47,6 +49,36 @@ pub fn router(store: Store, bearer: Bearer) -> Router {
         )
         .with_state(api)
         .merge(crate::console::router())
+        .layer(axum::middleware::from_fn(move |req, next| {
+            guard(Arc::clone(&hosts), req, next)
+        }))
+}
+
+/// Every API and console answer: refused for a `Host` not allowed (DNS rebinding), never
+/// sniffed as another type, never cached (answers hold forensic data).
+async fn guard(
+    hosts: Arc<AllowedHosts>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if !hosts.admits(req.headers()) {
+        return ApiError(
+            StatusCode::MISDIRECTED_REQUEST,
+            "this Host is not one credtrail answers (http.allowed_hosts)".into(),
+        )
+        .into_response();
+    }
+    let mut response = next.run(req).await;
+    let h = response.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
 }
 
 /// The span and page every report endpoint takes.
