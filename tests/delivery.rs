@@ -11,7 +11,8 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use support::ClickHouse;
+use std::time::{Duration, Instant};
+use support::{ClickHouse, Collector};
 
 /// A file's records, one JSON text each, split as a replay splits them.
 fn records(path: &Path) -> Vec<String> {
@@ -45,22 +46,21 @@ fn deliver(
     expected: &serde_json::Value,
     files: &[PathBuf],
 ) -> Stored {
-    ch.reset();
-    let valid_from = "2000-01-01T00:00:00Z";
-    let import = [
-        "inventory",
-        "import",
-        "--no-reattribute",
-        "--valid-from",
-        valid_from,
-    ];
-    ch.credtrail_files(&import, &[scenario.join("inventory.toml")]);
-    let trust = credtrail_scenario::Scenario::trust_files(scenario);
-    ch.credtrail_files(&["inventory", "trust", "--valid-from", valid_from], &trust);
-    ch.credtrail_files(&["replay"], files);
+    load(ch, scenario, files);
     let since = expected["judged_since"].as_str().unwrap();
     let until = expected["judged_until"].as_str().unwrap();
-    ch.credtrail_ok(&["detect", "--since", since, "--until", until, "--no-settle"]);
+    ch.detect(since, until, None);
+    stored(ch)
+}
+
+/// A fresh database with the scenario's inventory, trust policies and `files`.
+fn load(ch: &ClickHouse, scenario: &Path, files: &[PathBuf]) {
+    ch.reset();
+    ch.import_scenario(scenario, "2000-01-01T00:00:00Z");
+    ch.credtrail_files(&["replay"], files);
+}
+
+fn stored(ch: &ClickHouse) -> Stored {
     let mut findings: Vec<String> = ch
         .query("SELECT finding_id FROM findings FINAL")
         .lines()
@@ -156,5 +156,62 @@ fn findings_do_not_depend_on_order_duplicates_or_packaging() {
         deliver(&ch, scenario.path(), &expected, &packaged),
         as_generated,
         "packaged"
+    );
+}
+
+/// `credtrail serve`'s scheduled passes over a backfill (windows of `detect.window_secs` from the
+/// earliest late arrival, fast passes beside them) store the findings one `detect` over the same
+/// span stores, with the same ids.
+#[test]
+fn scheduled_passes_find_what_one_pass_finds() {
+    let ch = ClickHouse::start();
+    ch.migrate();
+    let scenario = tempfile::tempdir().unwrap();
+    let sizes = [
+        "--start",
+        "2024-07-08T00:00:00Z",
+        "--orgs",
+        "2",
+        "--workspaces",
+        "12",
+    ];
+    let expected = ch.generate(scenario.path(), &sizes, "2000-01-01T00:00:00Z");
+    let files = credtrail_scenario::Scenario::data_files(scenario.path());
+    let since = expected["start"].as_str().unwrap();
+    let until = expected["end"].as_str().unwrap();
+    load(&ch, scenario.path(), &files);
+    ch.detect(since, until, None);
+    let one_pass = stored(&ch);
+    assert!(!one_pass.findings.is_empty());
+
+    load(&ch, scenario.path(), &files);
+    let serve = Collector::serve(
+        &ch,
+        &[
+            ("CREDTRAIL_HTTP_ALLOW_UNAUTHENTICATED", "true"),
+            ("CREDTRAIL_DETECT_INTERVAL_SECS", "1"),
+            ("CREDTRAIL_DETECT_FULL_INTERVAL_SECS", "1"),
+            // Six-hour windows cut the two days at points of their own.
+            ("CREDTRAIL_DETECT_WINDOW_SECS", "21600"),
+            // The backfill is from 2024: judge it all, and now (it is complete).
+            ("CREDTRAIL_DETECT_MAX_LATENESS_SECS", "1000000000"),
+            ("CREDTRAIL_DETECT_MAX_SETTLE_SECS", "0"),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut scheduled = stored(&ch);
+    while scheduled.findings != one_pass.findings && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(2));
+        scheduled = stored(&ch);
+    }
+    drop(serve);
+    println!(
+        "one pass: {} findings; serve's scheduled passes: {}",
+        one_pass.findings.len(),
+        scheduled.findings.len()
+    );
+    assert_eq!(
+        scheduled, one_pass,
+        "serve's scheduled passes vs one detect"
     );
 }

@@ -11,16 +11,7 @@ use support::{ClickHouse, repo_root};
 
 /// `credtrail detect --no-settle` over the fixtures' day for one rule.
 fn detect_day(ch: &ClickHouse, rule: &str) -> String {
-    ch.credtrail_ok(&[
-        "detect",
-        "--since",
-        "2024-07-09T00:00:00Z",
-        "--until",
-        "2024-07-10T00:00:00Z",
-        "--rule",
-        rule,
-        "--no-settle",
-    ])
+    ch.detect("2024-07-09T00:00:00Z", "2024-07-10T00:00:00Z", Some(rule))
 }
 
 #[test]
@@ -41,17 +32,7 @@ fn every_rule_finds_its_positives_and_nothing_in_its_negatives() {
             ch.load_rule_case(&dir, case);
             let since = case.window[0].to_rfc3339();
             let until = case.window[1].to_rfc3339();
-            let detect_args = [
-                "detect",
-                "--since",
-                &since,
-                "--until",
-                &until,
-                "--rule",
-                &rule.id,
-                "--no-settle",
-            ];
-            let first = ch.credtrail_ok(&detect_args);
+            let first = ch.detect(&since, &until, Some(&rule.id));
             let out = ch.credtrail_ok(&[
                 "findings",
                 "--since",
@@ -83,7 +64,7 @@ fn every_rule_finds_its_positives_and_nothing_in_its_negatives() {
                 assert!(!f["summary"].as_str().unwrap().is_empty(), "{f}");
             }
             // The same window again: the same findings, none new, none twice.
-            let again = ch.credtrail_ok(&detect_args);
+            let again = ch.detect(&since, &until, Some(&rule.id));
             assert!(
                 again.contains(&format!("{} finding(s), 0 new", want.len())),
                 "{again}"
@@ -170,17 +151,7 @@ fn findings_do_not_depend_on_how_time_is_cut() {
             let passes = |bounds: &[chrono::DateTime<chrono::Utc>]| {
                 ch.query("TRUNCATE TABLE findings");
                 for w in bounds.windows(2) {
-                    let (since, until) = (w[0].to_rfc3339(), w[1].to_rfc3339());
-                    ch.credtrail_ok(&[
-                        "detect",
-                        "--since",
-                        &since,
-                        "--until",
-                        &until,
-                        "--rule",
-                        &rule.id,
-                        "--no-settle",
-                    ]);
+                    ch.detect(&w[0].to_rfc3339(), &w[1].to_rfc3339(), Some(&rule.id));
                 }
                 stored_findings(&ch, &rule.id)
             };

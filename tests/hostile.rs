@@ -12,18 +12,9 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 use support::{ClickHouse, Collector};
 
-/// Peak resident memory of a process in MiB (`VmHWM`).
+/// Peak resident memory of a process in MiB.
 fn peak_mib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        / 1024
+    support::peak_rss_kib(pid) / 1024
 }
 
 fn gzip(parts: impl Iterator<Item = Vec<u8>>) -> Vec<u8> {

@@ -304,6 +304,13 @@ impl ClickHouse {
         let mut all = vec!["generate", "--out", dir.to_str().unwrap()];
         all.extend_from_slice(args);
         println!("{}", self.credtrail_ok(&all).trim());
+        self.import_scenario(dir, valid_from);
+        let text = std::fs::read_to_string(dir.join("expected.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// A generated scenario's inventory and trust policies, imported as valid since `valid_from`.
+    pub fn import_scenario(&self, dir: &Path, valid_from: &str) {
         let inventory = [dir.join("inventory.toml")];
         let import = [
             "inventory",
@@ -315,8 +322,15 @@ impl ClickHouse {
         self.credtrail_files(&import, &inventory);
         let trust = credtrail_scenario::Scenario::trust_files(dir);
         self.credtrail_files(&["inventory", "trust", "--valid-from", valid_from], &trust);
-        let text = std::fs::read_to_string(dir.join("expected.json")).unwrap();
-        serde_json::from_str(&text).unwrap()
+    }
+
+    /// `credtrail detect` over `[since, until)` for one rule (or every rule), no settling.
+    pub fn detect(&self, since: &str, until: &str, rule: Option<&str>) -> String {
+        let mut args = vec!["detect", "--since", since, "--until", until, "--no-settle"];
+        if let Some(rule) = rule {
+            args.extend(["--rule", rule]);
+        }
+        self.credtrail_ok(&args)
     }
 }
 
@@ -470,11 +484,21 @@ impl Collector {
 
 /// Resident set size of a process in KiB (from /proc), 0 when it is gone.
 pub fn rss_kib(pid: u32) -> u64 {
+    proc_status_kib(pid, "VmRSS:")
+}
+
+/// Peak resident set size of a process in KiB (`VmHWM`), 0 when it is gone.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    proc_status_kib(pid, "VmHWM:")
+}
+
+/// A KiB figure of `/proc/PID/status`.
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })
