@@ -462,3 +462,25 @@ fn the_api_keeps_its_own_token_and_host_checks() {
         "a rebound name is refused"
     );
 }
+
+/// `/metrics` says which findings fired: with `http.metrics_require_token` only a token reads it.
+#[test]
+fn metrics_can_require_a_token() {
+    let ch = ClickHouse::start();
+    ch.migrate();
+    let c = Collector::start(
+        &ch,
+        &[
+            ("CREDTRAIL_HTTP_AUTH_TOKENS", "scraper-token"),
+            ("CREDTRAIL_HTTP_METRICS_REQUIRE_TOKEN", "true"),
+        ],
+    );
+    assert_eq!(c.get("/metrics").0, 401);
+    let r = support::agent()
+        .get(format!("{}/metrics", c.url))
+        .header("Authorization", "Bearer scraper-token")
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(c.get("/healthz").0, 200, "liveness stays open");
+}

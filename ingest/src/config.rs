@@ -202,6 +202,7 @@ pub struct HttpConfig {
     pub max_connections: usize,
     pub api_allow_unauthenticated: bool,
     pub allowed_hosts: String,
+    pub metrics_require_token: bool,
 }
 
 impl Default for HttpConfig {
@@ -222,6 +223,7 @@ impl Default for HttpConfig {
             max_connections: 512,
             api_allow_unauthenticated: false,
             allowed_hosts: String::new(),
+            metrics_require_token: false,
         }
     }
 }
@@ -397,6 +399,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "http.allowed_hosts",
         "Comma-separated host names the API and console answer (against DNS rebinding); empty: loopback names when listening on loopback, else any.",
+    ),
+    (
+        "http.metrics_require_token",
+        "Serve /metrics only with an ingest token (Prometheus: `authorization` in the scrape config); finding counters say what was detected.",
     ),
     (
         "http.max_connections",

@@ -49,6 +49,7 @@ struct AppState {
     caps: Caps,
     max_body_bytes: usize,
     body_timeout: Duration,
+    metrics_require_token: bool,
 }
 
 /// What a POST answers.
@@ -94,6 +95,7 @@ pub fn router(
         },
         max_body_bytes: config.http.max_body_bytes,
         body_timeout: Duration::from_secs(config.http.body_read_timeout_secs),
+        metrics_require_token: config.http.metrics_require_token,
     });
     Router::new()
         .route("/v1/ingest/{source}", post(ingest))
@@ -169,7 +171,10 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+async fn metrics_text(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if state.metrics_require_token && !state.bearer.admits(&headers) {
+        return error(StatusCode::UNAUTHORIZED, "missing or unknown bearer token");
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
