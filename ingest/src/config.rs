@@ -199,6 +199,7 @@ pub struct HttpConfig {
     pub max_dead_letters_per_request: u64,
     pub header_read_timeout_secs: u64,
     pub body_read_timeout_secs: u64,
+    pub idle_timeout_secs: u64,
     pub max_connections: usize,
     pub api_allow_unauthenticated: bool,
     pub allowed_hosts: String,
@@ -220,6 +221,7 @@ impl Default for HttpConfig {
             max_dead_letters_per_request: 1_000,
             header_read_timeout_secs: 10,
             body_read_timeout_secs: 60,
+            idle_timeout_secs: 90,
             max_connections: 512,
             api_allow_unauthenticated: false,
             allowed_hosts: String::new(),
@@ -386,7 +388,11 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     (
         "http.header_read_timeout_secs",
-        "How long a connection may take to send a request's headers (also idle keep-alive).",
+        "How long a connection may take to send its first byte, and a request its headers.",
+    ),
+    (
+        "http.idle_timeout_secs",
+        "A connection with nothing read or written this long is closed (idle keep-alive, stalled peers); above http.ack_timeout_secs.",
     ),
     (
         "http.body_read_timeout_secs",
@@ -710,11 +716,18 @@ impl Config {
             ),
             ("http.header_read_timeout_secs", h.header_read_timeout_secs),
             ("http.body_read_timeout_secs", h.body_read_timeout_secs),
+            ("http.idle_timeout_secs", h.idle_timeout_secs),
             ("http.max_connections", h.max_connections as u64),
         ] {
             if value == 0 {
                 e.push(err(key, "must be at least 1"));
             }
+        }
+        if h.idle_timeout_secs <= h.ack_timeout_secs {
+            e.push(err(
+                "http.idle_timeout_secs",
+                "must exceed http.ack_timeout_secs (a request waiting for ClickHouse is silent)",
+            ));
         }
         if l.max_unpacked_bytes < l.max_record_bytes as u64 {
             e.push(err(

@@ -9,7 +9,7 @@
 //! the schema, `/metrics` is the Prometheus exposition.
 
 use super::bearer::Bearer;
-use super::connections::Capped;
+use super::connections::{Capped, Deadlines};
 use super::{Caps, Intake, RecordError, Tally};
 use crate::config::Config;
 use crate::formats::otlp;
@@ -128,7 +128,15 @@ pub async fn serve(
     });
     let app = router.into_make_service();
     let header_timeout = Duration::from_secs(config.http.header_read_timeout_secs);
-    let capped = Capped::new(DefaultAcceptor::new(), config.http.max_connections);
+    let deadlines = Deadlines {
+        first_byte: header_timeout,
+        idle: Duration::from_secs(config.http.idle_timeout_secs),
+    };
+    let capped = Capped::new(
+        DefaultAcceptor::new(),
+        config.http.max_connections,
+        deadlines,
+    );
     match (&config.http.tls_cert_file, &config.http.tls_key_file) {
         (Some(cert), Some(key)) => {
             // rustls is built with only the ring provider, which it then picks by itself.
