@@ -134,7 +134,10 @@ fn run_timeline_shows_phases_aliases_and_outcomes() {
 
     let csv = ch.credtrail_ok(&["query", "run", RUN, "--format", "csv"]);
     assert_eq!(csv.lines().count(), 9, "header and 8 rows");
-    assert!(csv.starts_with("time,run_id,phase,alias,provider,kind,outcome"));
+    assert!(
+        csv.starts_with("time,run_id,phase,alias,provider,kind,outcome"),
+        "{csv}"
+    );
     let table = ch.credtrail_ok(&["query", "run", RUN]);
     assert!(
         table.contains("apply  PROD         aws    1 issued, 0 exchanges, 0 failed"),

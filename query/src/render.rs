@@ -142,16 +142,70 @@ pub trait Tabular: Serialize {
 pub fn render<T: Tabular>(rows: &[T], format: Format) -> Result<String, QueryError> {
     match format {
         Format::Json => json(&rows),
-        // From the cells, not serde: rows hold lists (evidence), which CSV cannot.
-        Format::Csv => csv(
-            T::headers().iter().copied(),
-            rows.iter().map(Tabular::cells),
-        ),
+        Format::Csv => csv_of_fields(rows),
         Format::Table => Ok(table(
             T::headers().iter().copied(),
             rows.iter().map(Tabular::cells),
         )),
     }
+}
+
+/// A row's JSON fields in their declared order (serde_json's own map sorts its keys).
+struct Fields(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for Fields {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Fields, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Fields;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a row object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Fields, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    fields.push(entry);
+                }
+                Ok(Fields(fields))
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
+/// One CSV cell of a JSON value: text as is, lists joined with `;`, nothing for null.
+fn field_cell(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(items) => {
+            items.iter().map(field_cell).collect::<Vec<_>>().join(";")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// CSV with the JSON output's field names as columns (the documented, stable names), lists
+/// (evidence) as `;`-joined cells: the serde CSV writer cannot write lists at all.
+fn csv_of_fields<T: Serialize>(rows: &[T]) -> Result<String, QueryError> {
+    let out = |e: &dyn std::fmt::Display| QueryError::Output(e.to_string());
+    if rows.is_empty() {
+        return Ok(String::new());
+    }
+    let mut names: Vec<String> = Vec::new();
+    let mut cells: Vec<Vec<String>> = Vec::with_capacity(rows.len());
+    for row in rows {
+        let text = serde_json::to_string(row).map_err(|e| out(&e))?;
+        let Fields(fields) = serde_json::from_str(&text).map_err(|e| out(&e))?;
+        if names.is_empty() {
+            names = fields.iter().map(|(k, _)| k.clone()).collect();
+        }
+        cells.push(fields.iter().map(|(_, v)| field_cell(v)).collect());
+    }
+    csv(names.iter().map(String::as_str), cells)
 }
 
 #[cfg(test)]
