@@ -84,7 +84,27 @@ impl ClickHouse {
         ch
     }
 
+    /// Starts the private server. `free_port` can hand one port to two processes at once (tests
+    /// run in parallel), so a server that exits or stays silent is stopped and started again on
+    /// new ports, up to three times.
     fn spawn(&mut self) {
+        for attempt in 0..3 {
+            if attempt > 0 {
+                self.http_port = free_port();
+                self.url = format!("http://127.0.0.1:{}", self.http_port);
+            }
+            if self.try_spawn() {
+                return;
+            }
+        }
+        panic!(
+            "clickhouse-server did not start on three tries (last {})",
+            self.url
+        );
+    }
+
+    /// One start; true once the server answers its own port.
+    fn try_spawn(&mut self) -> bool {
         let dir = self.dir.as_ref().expect("own server").path();
         let template =
             std::fs::read_to_string(repo_root().join("deploy/clickhouse/server-config.xml"))
@@ -99,7 +119,7 @@ impl ClickHouse {
             dir.join("users.xml"),
         )
         .unwrap();
-        let child = Command::new("/usr/sbin/clickhouse-server")
+        let mut child = Command::new("/usr/sbin/clickhouse-server")
             .arg(format!(
                 "--config-file={}",
                 dir.join("config.xml").display()
@@ -108,20 +128,22 @@ impl ClickHouse {
             .stderr(Stdio::null())
             .spawn()
             .expect("start clickhouse-server");
-        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(r) = agent().get(format!("{}/ping", self.url)).call()
                 && r.status() == 200
             {
-                return;
+                self.child = Some(child);
+                return true;
+            }
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return false; // exited: most likely a port taken meanwhile
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!(
-            "clickhouse-server did not answer on {} within 30 s",
-            self.url
-        );
+        let _ = child.kill();
+        let _ = child.wait();
+        false
     }
 
     /// Stops the server (SIGTERM, then SIGKILL), keeping its data for [`ClickHouse::restart`].
