@@ -74,8 +74,14 @@ fn stored(ch: &ClickHouse) -> Stored {
     }
 }
 
-#[test]
-fn findings_do_not_depend_on_order_duplicates_or_packaging() {
+/// A server and a small generated scenario (two days, two organizations, every rule planted):
+/// its folder, `expected.json` and its data files.
+fn generated() -> (
+    ClickHouse,
+    tempfile::TempDir,
+    serde_json::Value,
+    Vec<PathBuf>,
+) {
     let ch = ClickHouse::start();
     ch.migrate();
     let scenario = tempfile::tempdir().unwrap();
@@ -89,6 +95,12 @@ fn findings_do_not_depend_on_order_duplicates_or_packaging() {
     ];
     let expected = ch.generate(scenario.path(), &sizes, "2000-01-01T00:00:00Z");
     let files = credtrail_scenario::Scenario::data_files(scenario.path());
+    (ch, scenario, expected, files)
+}
+
+#[test]
+fn findings_do_not_depend_on_order_duplicates_or_packaging() {
+    let (ch, scenario, expected, files) = generated();
     let work = tempfile::tempdir().unwrap();
 
     let as_generated = deliver(&ch, scenario.path(), &expected, &files);
@@ -164,19 +176,7 @@ fn findings_do_not_depend_on_order_duplicates_or_packaging() {
 /// span stores, with the same ids.
 #[test]
 fn scheduled_passes_find_what_one_pass_finds() {
-    let ch = ClickHouse::start();
-    ch.migrate();
-    let scenario = tempfile::tempdir().unwrap();
-    let sizes = [
-        "--start",
-        "2024-07-08T00:00:00Z",
-        "--orgs",
-        "2",
-        "--workspaces",
-        "12",
-    ];
-    let expected = ch.generate(scenario.path(), &sizes, "2000-01-01T00:00:00Z");
-    let files = credtrail_scenario::Scenario::data_files(scenario.path());
+    let (ch, scenario, expected, files) = generated();
     let since = expected["start"].as_str().unwrap();
     let until = expected["end"].as_str().unwrap();
     load(&ch, scenario.path(), &files);

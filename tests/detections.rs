@@ -33,16 +33,7 @@ fn every_rule_finds_its_positives_and_nothing_in_its_negatives() {
             let since = case.window[0].to_rfc3339();
             let until = case.window[1].to_rfc3339();
             let first = ch.detect(&since, &until, Some(&rule.id));
-            let out = ch.credtrail_ok(&[
-                "findings",
-                "--since",
-                "2000-01-01T00:00:00Z",
-                "--rule",
-                &rule.id,
-                "--format",
-                "json",
-            ]);
-            let found: Vec<Value> = serde_json::from_str(&out).unwrap();
+            let found = findings_json(&ch, &rule.id);
             let mut got: Vec<(String, String, String)> = found
                 .iter()
                 .map(|f| {
@@ -55,7 +46,7 @@ fn every_rule_finds_its_positives_and_nothing_in_its_negatives() {
                 .collect();
             let want = support::expected_findings(case);
             got.sort();
-            assert_eq!(got, want, "{} / {}: {first}{out}", rule.id, case.name);
+            assert_eq!(got, want, "{} / {}: {first}{found:#?}", rule.id, case.name);
             for f in &found {
                 assert_eq!(f["rule"], rule.id.as_str());
                 assert_eq!(f["severity"], rule.severity.as_str());
@@ -93,8 +84,8 @@ fn every_rule_finds_its_positives_and_nothing_in_its_negatives() {
     }
 }
 
-/// Every stored finding of a rule: (id, workspace, alias), sorted.
-fn stored_findings(ch: &ClickHouse, rule: &str) -> Vec<(String, String, String)> {
+/// Every stored finding of a rule, as `credtrail findings --format json` lists them.
+fn findings_json(ch: &ClickHouse, rule: &str) -> Vec<Value> {
     let out = ch.credtrail_ok(&[
         "findings",
         "--since",
@@ -104,8 +95,12 @@ fn stored_findings(ch: &ClickHouse, rule: &str) -> Vec<(String, String, String)>
         "--format",
         "json",
     ]);
-    let found: Vec<Value> = serde_json::from_str(&out).unwrap();
-    let mut got: Vec<(String, String, String)> = found
+    serde_json::from_str(&out).unwrap()
+}
+
+/// Every stored finding of a rule: (id, workspace, alias), sorted.
+fn stored_findings(ch: &ClickHouse, rule: &str) -> Vec<(String, String, String)> {
+    let mut got: Vec<(String, String, String)> = findings_json(ch, rule)
         .iter()
         .map(|f| {
             let field = |k: &str| f[k].as_str().unwrap().to_owned();
