@@ -135,7 +135,15 @@ pub fn redact_secrets(bytes: &[u8]) -> Cow<'_, [u8]> {
         }
     }
     let replaced = BEARER_SHAPE.replace_all(&out, |c: &regex::bytes::Captures<'_>| {
-        placeholder("secret", &c[0])
+        // A legacy token is matched with the character before it, which stays.
+        match c.name("legacy") {
+            Some(token) => {
+                let mut v = c.name("pre").map_or(Vec::new(), |p| p.as_bytes().to_vec());
+                v.extend(placeholder("secret", token.as_bytes()));
+                v
+            }
+            None => placeholder("secret", &c[0]),
+        }
     });
     if let Cow::Owned(r) = replaced {
         out = r;
@@ -258,6 +266,11 @@ mod tests {
                 assert!(!out.contains(secret), "{case} -> {out}");
             }
             assert!(!contains_secret(out.as_bytes()), "{out}");
+            // JSON stays JSON: a stand-in replaces a value's text, never its quotes.
+            if case.starts_with('{') {
+                serde_json::from_str::<serde_json::Value>(&out)
+                    .unwrap_or_else(|e| panic!("{case} -> {out}: {e}"));
+            }
         }
         // What looks alike but is no secret stays as it is.
         for plain in [
