@@ -84,6 +84,18 @@ impl Config {
     }
 }
 
+/// Whether events of this kind are decided an alias: exchanges and their sessions' renewals
+/// and ends.
+fn has_alias(kind: &str) -> bool {
+    [
+        EventKind::Exchange,
+        EventKind::SessionRenewal,
+        EventKind::SessionEnd,
+    ]
+    .iter()
+    .any(|k| k.as_str() == kind)
+}
+
 /// (organization, workspace name, workspace id)
 type WorkspaceName = (String, String, String);
 
@@ -171,7 +183,9 @@ impl Attributor {
         self.workspaces.is_empty()
     }
 
-    /// Sets `alias_tag` and `alias_match` of a row.
+    /// Attributes a row as it is ingested: an exchange's alias (and, when its log names no
+    /// subject, its workspace and phase), an issuance's missing provider and alias, a
+    /// configuration change's missing variable key and workspace.
     pub fn attribute(&self, row: &mut EventRow) {
         let kind = row.event_kind.as_str();
         if kind == EventKind::Issuance.as_str() {
@@ -191,45 +205,45 @@ impl Attributor {
             self.name_variable(row);
             return;
         }
-        let attributable = [
-            EventKind::Exchange,
-            EventKind::SessionRenewal,
-            EventKind::SessionEnd,
-        ]
-        .iter()
-        .any(|k| k.as_str() == kind);
-        if !attributable {
+        if !has_alias(kind) {
             return;
         }
-        let (tag, how, config) = self.decide(row);
-        row.alias_tag = tag.into();
-        row.alias_match = how.as_str().into();
+        let config = self.set_alias(row);
         // A log that names no subject at all (an Entra sign-in names only the client id) takes
         // the workspace, and the phase its principal serves, from the one configuration it
         // fits. A module-test token's subject names no workspace on purpose: it keeps none.
         if let Some(c) = config.filter(|_| row.workspace_name.is_empty() && row.subject.is_empty())
         {
-            let (org, ws, id) = (
-                c.org_name.clone(),
-                c.workspace_name.clone(),
-                c.workspace_id.clone(),
-            );
-            let phase = if c.plan_principal == c.apply_principal {
-                ""
-            } else if row.target_principal.as_str() == c.plan_principal {
-                "plan"
-            } else if row.target_principal.as_str() == c.apply_principal {
-                "apply"
-            } else {
-                ""
+            let principal = row.target_principal.as_str();
+            let phase = match c.plan_principal != c.apply_principal {
+                true if principal == c.plan_principal => "plan",
+                true if principal == c.apply_principal => "apply",
+                _ => "",
             };
-            row.org_name = org.into();
-            row.workspace_name = ws.into();
-            row.workspace_id = id.into();
+            row.org_name = c.org_name.as_str().into();
+            row.workspace_name = c.workspace_name.as_str().into();
+            row.workspace_id = c.workspace_id.as_str().into();
             if row.run_phase.is_empty() {
                 row.run_phase = phase.into();
             }
         }
+    }
+
+    /// Sets a stored event's alias again against this inventory, changing nothing else: its
+    /// workspace is part of `events`' sorting key, so a new version with another one would not
+    /// replace the old (`reattribute`).
+    pub fn reattribute(&self, row: &mut EventRow) {
+        if has_alias(&row.event_kind) {
+            self.set_alias(row);
+        }
+    }
+
+    /// Decides and sets an exchange's `alias_tag` and `alias_match`; the configuration it fits.
+    fn set_alias(&self, row: &mut EventRow) -> Option<&InventoryRow> {
+        let (tag, how, config) = self.decide(row);
+        row.alias_tag = tag.into();
+        row.alias_match = how.as_str().into();
+        config
     }
 
     /// Fills what an audit trail record left out: the variable's key and workspace from its id,

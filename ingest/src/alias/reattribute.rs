@@ -47,21 +47,7 @@ pub async fn reattribute(
     while let Some(mut row) = cursor.next().await? {
         out.scanned += 1;
         let before = (row.alias_tag.clone(), row.alias_match.clone());
-        // The workspace is part of `events`' sorting key: a stored event keeps the one it has,
-        // or a new version would not replace the old one.
-        let kept = (
-            row.org_name.clone(),
-            row.workspace_name.clone(),
-            row.workspace_id.clone(),
-            row.run_phase.clone(),
-        );
-        attributor.attribute(&mut row);
-        (
-            row.org_name,
-            row.workspace_name,
-            row.workspace_id,
-            row.run_phase,
-        ) = kept;
+        attributor.reattribute(&mut row);
         if (row.alias_tag.clone(), row.alias_match.clone()) != before {
             row.ingest_time = now;
             changed.push(row);

@@ -290,3 +290,21 @@ fn a_variable_change_naming_only_its_id_gets_key_and_workspace() {
         ("", "network")
     );
 }
+
+#[test]
+fn reattribution_decides_the_alias_but_never_moves_a_stored_event() {
+    let a = attributor("2024-07-01T00:00:00Z");
+    // Stored before the inventory knew the client id: no workspace. Re-attribution may now
+    // name its alias, but its workspace (part of the sorting key) stays as stored.
+    let mut row = exchange("azure", "", "c-apply", "");
+    a.reattribute(&mut row);
+    assert_eq!(row.alias_match, "principal");
+    assert_eq!(
+        (row.workspace_name.as_str(), row.run_phase.as_str()),
+        ("", "")
+    );
+    // At ingest the same event takes them.
+    let mut row = exchange("azure", "", "c-apply", "");
+    a.attribute(&mut row);
+    assert_eq!(row.workspace_name, "identity");
+}
