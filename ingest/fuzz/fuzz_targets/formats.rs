@@ -1,9 +1,10 @@
 //! The GCP, Entra, Vault and audit-trail parsers and the Pub/Sub unwrapper: the first byte picks
 //! one, the rest is the record. An event, ignored, or a rejection with a reason; never a panic,
-//! never JWT-shaped text left in the stored record.
+//! never secret-shaped text left in the record as the intake stores it (after
+//! `EventRow::redact_secrets`, which the intake applies to every row).
 #![no_main]
 
-use credtrail_ingest::fingerprint::contains_jwt;
+use credtrail_ingest::fingerprint::{contains_jwt, contains_secret};
 use credtrail_ingest::formats::{Normalized, audit_trail, entra, gcp, pubsub, vault};
 use libfuzzer_sys::fuzz_target;
 
@@ -23,9 +24,12 @@ fuzz_target!(|data: &[u8]| {
         },
     };
     match result {
-        Ok(Normalized::Event(row)) => {
+        Ok(Normalized::Event(mut row)) => {
             assert!(!row.source_event_id.is_empty());
+            row.redact_secrets();
             assert!(!contains_jwt(&row.raw));
+            assert!(!contains_secret(&row.raw));
+            assert!(!contains_secret(row.error_message.as_bytes()));
         }
         Ok(Normalized::Ignored(_)) => {}
         Err(rejection) => assert!(!rejection.reason.is_empty()),

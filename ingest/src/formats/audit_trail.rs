@@ -11,7 +11,6 @@
 //! `raw`, which is rebuilt from the record with every `value` field dropped.
 
 use super::{JsonStr, Normalized, Rejection, parse_json, parse_time};
-use crate::fingerprint::redact_secrets;
 use crate::model::{EventKind, EventRow, Source, outcome};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -123,7 +122,7 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized,
         .into(),
         _ => auth.accessor_id.as_deref().unwrap_or("").into(),
     };
-    row.raw = redact_secrets(&without_values(bytes)?).into_owned();
+    row.raw = without_values(bytes)?;
     Ok(Normalized::Event(Box::new(row)))
 }
 

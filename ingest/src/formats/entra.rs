@@ -20,7 +20,7 @@
 pub mod trust;
 
 use super::{JsonStr, Normalized, Rejection, parse_json, parse_time};
-use crate::fingerprint::{redact_secrets, redact_secrets_str};
+use crate::fingerprint::redact_secrets_str;
 use crate::model::{EventKind, EventRow, Source, Text, ip_from_text, outcome};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -351,7 +351,7 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized,
     out.session_name = sign_in.resource.into();
     out.actor = sign_in.service_principal_id.into();
     out.source_ip = ip_from_text(Some(sign_in.ip));
-    out.raw = redact_secrets(bytes).into_owned();
+    out.raw = bytes.to_vec();
     Ok(Normalized::Event(Box::new(out)))
 }
 

@@ -16,7 +16,6 @@
 pub mod trust;
 
 use super::{JsonStr, Normalized, Rejection, parse_json, parse_time};
-use crate::fingerprint::redact_secrets;
 use crate::model::{EventKind, EventRow, Source, Text, ip_from_text, outcome};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -275,7 +274,7 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized,
         row.source_ip = ip_from_text(meta.caller_ip.as_deref());
         row.user_agent = meta.user_agent.as_deref().unwrap_or("").into();
     }
-    row.raw = redact_secrets(bytes).into_owned();
+    row.raw = bytes.to_vec();
     Ok(Normalized::Event(Box::new(row)))
 }
 

@@ -20,7 +20,7 @@
 //! dropped, so the stored `raw` is always rebuilt from claims and never holds the token.
 
 use super::{JsonStr, Normalized, Rejection, parse_json};
-use crate::fingerprint::{redact_secrets, token_fingerprint};
+use crate::fingerprint::token_fingerprint;
 use crate::model::{EventKind, EventRow, Source, Text, outcome};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -281,7 +281,7 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized,
         signature: record.signature.as_deref(),
     };
     let raw = serde_json::to_vec(&stored).expect("issuance record serializes");
-    row.raw = redact_secrets(&raw).into_owned();
+    row.raw = raw;
     Ok(Normalized::Event(Box::new(row)))
 }
 

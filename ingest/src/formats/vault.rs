@@ -15,7 +15,7 @@
 //! its revocation.
 
 use super::{JsonStr, Normalized, Rejection, parse_json, parse_time};
-use crate::fingerprint::{redact_secrets, redact_secrets_str};
+use crate::fingerprint::redact_secrets_str;
 use crate::model::{EventKind, EventRow, Source, Text, ip_from_text, outcome, split_colons};
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
@@ -211,7 +211,7 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<Normalized,
         .and_then(|(_, v)| v.first())
         .map(|v| Text::from(&**v))
         .unwrap_or_default();
-    row.raw = redact_secrets(bytes).into_owned();
+    row.raw = bytes.to_vec();
     Ok(Normalized::Event(Box::new(row)))
 }
 

@@ -223,9 +223,9 @@ impl EventRow {
     pub fn redact_secrets(&mut self) {
         use crate::fingerprint::{may_hold_secret, redact_secrets};
         use std::borrow::Cow;
-        // Every column is taken from the record `raw` keeps (literally: JSON escapes count as
-        // suspect); a format that scrubbed `raw` left a `<redacted-` stand-in there. So a clean
-        // `raw` means clean columns, and the common case costs one pass.
+        // Every column is taken from the record `raw` keeps (formats store it unredacted: this
+        // is the one place), and a JSON escape counts as suspect. So a clean `raw` means clean
+        // columns, and the common case costs one pass.
         if !self.raw.is_empty() && !may_hold_secret(&self.raw) {
             return;
         }

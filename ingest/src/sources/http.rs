@@ -18,7 +18,7 @@ use crate::normalize::SourceChoice;
 use crate::sink::{Batch, SinkHandle};
 use crate::store::Store;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -103,7 +103,6 @@ pub fn router(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics_text))
-        .layer(DefaultBodyLimit::max(config.http.max_body_bytes))
         .layer(tower_http::decompression::RequestDecompressionLayer::new())
         .with_state(state)
 }
@@ -142,13 +141,12 @@ pub async fn serve(
             // rustls is built with only the ring provider, which it then picks by itself.
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
             tracing::info!(%addr, "HTTPS collector listening");
-            let mut server = axum_server::bind(addr)
-                .acceptor(axum_server::tls_rustls::RustlsAcceptor::new(tls).acceptor(capped))
-                .handle(handle);
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls).acceptor(capped);
+            let mut server = axum_server::bind(addr).acceptor(acceptor).handle(handle);
             server
                 .http_builder()
                 .http1()
-                .header_read_timeout(Some(header_timeout));
+                .header_read_timeout(header_timeout);
             server.serve(app).await
         }
         _ => {
@@ -157,7 +155,7 @@ pub async fn serve(
             server
                 .http_builder()
                 .http1()
-                .header_read_timeout(Some(header_timeout));
+                .header_read_timeout(header_timeout);
             server.serve(app).await
         }
     }

@@ -193,7 +193,7 @@ pub fn normalize(bytes: &[u8], ingest_time: DateTime<Utc>) -> Result<EventRow, R
     row.region = record.aws_region.as_deref().unwrap_or("").into();
     row.source_ip = ip_from_text(record.source_ip_address.as_deref());
     row.user_agent = record.user_agent.as_deref().unwrap_or("").into();
-    row.raw = crate::fingerprint::redact_secrets(bytes).into_owned();
+    row.raw = bytes.to_vec();
     Ok(row)
 }
 

@@ -56,7 +56,7 @@ pub(super) struct Scanner {
     /// NDJSON the caller ends each document at its line's end.
     ends_itself: bool,
     /// The line the next byte is on.
-    pub line: u64,
+    line: u64,
     depth: u32,
     in_string: bool,
     escaped: bool,
@@ -113,12 +113,10 @@ impl Scanner {
         }
     }
 
-    /// Ends the current document (a line's end in NDJSON, the input's end in a stream).
-    /// Returns whether it ended inside unbalanced brackets or a string.
-    pub(super) fn finish(&mut self, out: &mut VecDeque<Piece>) -> bool {
-        let unbalanced = self.started && (self.depth > 0 || self.in_string);
+    /// Ends the current document (a line's end in NDJSON, the input's end in a stream). One cut
+    /// short inside its brackets is emitted as it is: its format's parser rejects it.
+    pub(super) fn finish(&mut self, out: &mut VecDeque<Piece>) {
         self.end_document(out);
-        unbalanced
     }
 
     /// Inside a string: consumes up to and including its closing quote or next escape.

@@ -122,7 +122,7 @@ fn row(
     row.actor = text(&payload["authenticationInfo"]["principalEmail"]).into();
     row.source_ip = ip_from_text(payload["requestMetadata"]["callerIp"].as_str());
     row.user_agent = text(&payload["requestMetadata"]["callerSuppliedUserAgent"]).into();
-    row.raw = crate::fingerprint::redact_secrets(bytes).into_owned();
+    row.raw = bytes.to_vec();
     Ok(row)
 }
 
