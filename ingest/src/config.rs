@@ -376,7 +376,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("http.listen", "Address of the HTTP collector."),
     (
         "http.max_body_bytes",
-        "Largest request body as sent (gzip bodies unpack up to limits.max_unpacked_bytes).",
+        "Largest request body, after Content-Encoding gzip is decoded; a gzip body sent without that header unpacks up to limits.max_unpacked_bytes.",
     ),
     (
         "http.max_records_per_request",

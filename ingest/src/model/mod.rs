@@ -6,8 +6,9 @@
 //! 18.16 and on modern ClickHouse, whose DDL differs (see `schema`).
 //!
 //! Invariants:
-//! - `raw` never holds a bearer token: issuance rows keep decoded claims only, CloudTrail rows have
-//!   their session token replaced by a fingerprint, dead letters have JWT-shaped strings redacted.
+//! - No stored column holds a secret: the intake applies [`EventRow::redact_secrets`] to every
+//!   row; issuance rows keep decoded claims only, CloudTrail rows have their session token
+//!   replaced by a fingerprint, dead letters are redacted before they are capped.
 //! - `dedup_key` is a pure function of (`source`, `source_event_id`), so a redelivered event lands
 //!   on the same ClickHouse sorting key and `FINAL` collapses it.
 
@@ -373,7 +374,7 @@ pub struct DeadLetterRow {
     pub reason: String,
     pub raw_size: u64,
     pub raw_sha256: String,
-    /// The first `max_dead_letter_bytes` of the record, with JWT-shaped strings redacted.
+    /// The first `max_dead_letter_bytes` of the record, with every secret redacted.
     #[serde(with = "serde_bytes")]
     pub raw: Vec<u8>,
 }
